@@ -1,0 +1,11 @@
+"""Semantic-Guided Feature Distillation for multimodal recommendation."""
+
+import logging
+
+import torch  # noqa: F401  (loads the PyTorch libraries the extension links against)
+
+from sgfd_ext import _C  # noqa: F401  (registers the torch.ops.sgfd_ext operators)
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
