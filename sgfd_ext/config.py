@@ -1,0 +1,70 @@
+"""Explicit configuration objects; defaults follow the published settings where they exist."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class SGFDConfig:
+    """Settings of the teacher/student distillation (METHOD.md); defaults are the reference's.
+
+    The switches at the bottom are ablations: each turns one component off or back to the
+    reference code's behaviour, so its contribution can be measured.
+    """
+
+    lambda_ce: float = 0.1
+    lambda_kd: float = 0.01
+    tau: float = 50.0
+    teacher_ratio: int = 4
+    negative_slope: float = 0.01
+    teacher_activation: bool = True
+    reference_double_softmax: bool = False
+    detach_teacher: bool = False
+    ld_distance: str = "l1"
+    use_ce: bool = True
+    use_ld: bool = True
+    use_fd: bool = True
+    use_fusion: bool = True
+    deep_student: bool = False
+
+    def __post_init__(self) -> None:
+        if self.ld_distance not in ("l1", "l2"):
+            raise ValueError(f"ld_distance must be 'l1' or 'l2', got {self.ld_distance!r}")
+        if self.tau <= 0:
+            raise ValueError(f"tau must be positive, got {self.tau}")
+        if self.teacher_ratio < 2:
+            raise ValueError(f"teacher_ratio must be at least 2, got {self.teacher_ratio}")
+
+
+@dataclass
+class TrainConfig:
+    """One training run: data, model, optimisation, evaluation and output settings."""
+
+    dataset: str = "movielens-100k"
+    data_root: str | None = None
+    generated_features: bool = False
+    model: str = "bm3"
+    sgfd: bool = True
+    seed: int = 0
+    device: str = "cpu"
+    epochs: int = 1000
+    patience: int = 50
+    eval_every: int = 1
+    batch_size: int = 2048
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    embedding_dim: int = 64
+    eval_batch_size: int = 4096
+    ks: tuple[int, ...] = (10, 20)
+    select_metric: str = "recall@20"
+    select_on_test: bool = False
+    kernels: str = "fused"
+    threads: int | None = None
+    out_dir: str = "runs"
+    time_limit_s: float | None = None
+    model_args: dict = field(default_factory=dict)
+    sgfd_args: SGFDConfig = field(default_factory=SGFDConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

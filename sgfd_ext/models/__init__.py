@@ -1,0 +1,58 @@
+"""Base recommenders behind one interface, and the factory that assembles them with SGFD."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import torch
+
+from sgfd_ext.config import TrainConfig
+from sgfd_ext.data.dataset import Dataset
+from sgfd_ext.models.base import Recommender
+from sgfd_ext.models.bm3 import BM3, BM3Config
+from sgfd_ext.models.extractors import (
+    FeatureExtractor,
+    ProjectionExtractor,
+    SGFDExtractor,
+    linear_projections,
+)
+from sgfd_ext.sgfd import SGFD
+
+MODELS = {"bm3": (BM3, BM3Config)}
+
+__all__ = ["MODELS", "Recommender", "build_model"]
+
+
+def _model_config(config_cls: type, args: dict):
+    known = {f.name for f in fields(config_cls)}
+    unknown = set(args) - known
+    if unknown:
+        raise ValueError(
+            f"unknown {config_cls.__name__} settings {sorted(unknown)}; known: {sorted(known)}"
+        )
+    return config_cls(**args)
+
+
+def build_extractor(dataset: Dataset, cfg: TrainConfig, device: torch.device,
+                    own: FeatureExtractor | None = None) -> FeatureExtractor:
+    """The SGFD students when ``cfg.sgfd``, else the base model's own extractor ``own``."""
+    features = {m: torch.from_numpy(f).float().to(device) for m, f in dataset.features.items()}
+    if cfg.sgfd:
+        labels = torch.from_numpy(dataset.labels).long().to(device)
+        sgfd = SGFD(features, labels, dataset.n_classes, cfg.embedding_dim, cfg.sgfd_args)
+        return SGFDExtractor(sgfd)
+    if own is not None:
+        return own
+    return ProjectionExtractor(features, linear_projections(features, cfg.embedding_dim))
+
+
+def build_model(dataset: Dataset, cfg: TrainConfig, device: torch.device) -> Recommender:
+    """Assemble the configured base model, with SGFD as its extractor when enabled."""
+    if cfg.model not in MODELS:
+        raise ValueError(f"unknown model {cfg.model!r}; known: {sorted(MODELS)}")
+    model_cls, config_cls = MODELS[cfg.model]
+    model_cfg = _model_config(config_cls, cfg.model_args)
+    extractor = build_extractor(dataset, cfg, device)
+    model = model_cls(dataset.n_users, dataset.n_items, dataset.train, cfg.embedding_dim,
+                      extractor, model_cfg)
+    return model.to(device)
