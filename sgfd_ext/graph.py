@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -16,8 +18,11 @@ def normalized_adjacency(train: np.ndarray, n_users: int, n_items: int) -> torch
     deg = torch.bincount(rows, minlength=n).to(torch.float32)
     inv_sqrt = torch.where(deg > 0, deg.pow(-0.5), torch.zeros_like(deg))
     values = inv_sqrt[rows] * inv_sqrt[cols]
-    adj = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n)).coalesce()
-    return adj.to_sparse_csr()
+    adj = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n),
+                                  check_invariants=True).coalesce()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return adj.to_sparse_csr()
 
 
 class _SymmetricPropagate(torch.autograd.Function):

@@ -109,9 +109,10 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
-                total += float(loss)
+                value = float(loss.detach())
+                total += value
                 if self.callbacks.on_batch:
-                    self.callbacks.on_batch(b, n, float(loss))
+                    self.callbacks.on_batch(b, n, value)
         return total / max(n, 1)
 
     def fit(self) -> TrainState:

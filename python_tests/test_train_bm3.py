@@ -1,0 +1,60 @@
+"""End-to-end training of BM3 with and without SGFD through the trainer."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from sgfd_ext.config import SGFDConfig, TrainConfig
+from sgfd_ext.evaluation import most_popular
+from sgfd_ext.trainer import Trainer
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = TrainConfig(dataset="synthetic", epochs=30, patience=30, batch_size=128, lr=0.01,
+                       embedding_dim=16, model_args={"n_layers": 1},
+                       sgfd_args=SGFDConfig(lambda_ce=0.1, lambda_kd=0.1, tau=5.0))
+    return dataclasses.replace(base, **kw)
+
+
+@pytest.mark.parametrize("sgfd", [False, True])
+def test_training_learns_and_reports(tiny_dataset, sgfd):
+    trainer = Trainer(tiny_dataset, _cfg(sgfd=sgfd))
+    before = trainer.evaluate("valid")["recall@20"]
+    state = trainer.fit()
+    results = trainer.results()
+
+    assert state.best_epoch >= 1 and results["epochs_run"] == state.epoch
+    assert results["best_valid"] > before
+    assert len(results["history"]) == state.epoch
+    for split in ("valid", "test"):
+        for key in ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "precision@20", "hit@20"):
+            assert 0.0 <= results[split][key] <= 1.0
+    assert results["dataset"]["feature_source"] == "generated"
+    assert results["config"]["sgfd"] is sgfd
+
+
+def test_trained_model_beats_most_popular(tiny_dataset):
+    trainer = Trainer(tiny_dataset, _cfg(sgfd=True, epochs=60, patience=60))
+    trainer.fit()
+    model_score = trainer.evaluate("test")["recall@20"]
+    train = tiny_dataset.csr("train")
+    exclude = train.merge(tiny_dataset.csr("valid"))
+    pop = most_popular(train, tiny_dataset.n_items, exclude, tiny_dataset.csr("test"), (20,))
+    assert model_score > pop["recall@20"]
+
+
+def test_same_seed_same_metrics(tiny_dataset):
+    a = Trainer(tiny_dataset, _cfg(epochs=3)).fit().history
+    b = Trainer(tiny_dataset, _cfg(epochs=3)).fit().history
+    assert [r["valid"]["recall@20"] for r in a] == [r["valid"]["recall@20"] for r in b]
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+
+
+def test_nonfinite_loss_is_reported(tiny_dataset):
+    trainer = Trainer(tiny_dataset, _cfg(epochs=1))
+    with torch.no_grad():
+        trainer.model.user_embedding.fill_(math.nan)
+    with pytest.raises(FloatingPointError, match="training loss became nan"):
+        trainer.fit()
