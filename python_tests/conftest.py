@@ -1,34 +1,11 @@
-"""Shared fixtures: where the real data lives, and small synthetic datasets."""
+"""Shared fixtures: small synthetic datasets."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sgfd_ext.data.dataset import Dataset
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_data_dir() -> Path | None:
-    """The real data folder: $SGFD_SHARED_DATA, else ``../shared/data`` beside the checkout."""
-    candidates = [os.environ.get("SGFD_SHARED_DATA"), REPO.parent / "shared" / "data",
-                  Path("/work/shared/data")]
-    for c in candidates:
-        if c and Path(c).is_dir():
-            return Path(c)
-    return None
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    path = shared_data_dir()
-    if path is None:
-        pytest.skip("the real data folder ../shared/data is not present on this machine")
-    return path
 
 
 def synthetic_dataset(n_users: int = 60, n_items: int = 80, n_classes: int = 4,
