@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from sgfd_ext.cli_config import add_train_arguments, config_from_args
 from sgfd_ext.config import TrainConfig
-from sgfd_ext.data import load_dataset
+from sgfd_ext.data import DataError, load_dataset
 from sgfd_ext.data.dataset import Dataset
 from sgfd_ext.evaluation import most_popular
 from sgfd_ext.trainer import Callbacks, Trainer, environment
@@ -76,10 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    cfg = config_from_args(args)
-
-    dataset = load_dataset(cfg.dataset, cfg.data_root, seed=0,
-                           generated_features=cfg.generated_features)
+    try:
+        cfg = config_from_args(args)
+        dataset = load_dataset(cfg.dataset, cfg.data_root, seed=0,
+                               generated_features=cfg.generated_features)
+    except (DataError, ValueError) as err:
+        parser.exit(2, f"error: {err}\n")
     if dataset.feature_source != "real":
         log.warning("item features of %s are %s, not real", dataset.name, dataset.feature_source)
     results = train_one(dataset, cfg, progress=not args.quiet)

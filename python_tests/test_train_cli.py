@@ -1,0 +1,50 @@
+"""The training command line on the real MovieLens 100K data, as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from shared_data import shared_data
+
+
+def _run(tmp_path, *args):
+    env = dict(os.environ, SGFD_DATA_ROOT=str(shared_data("movielens-100k").parent))
+    proc = subprocess.run(
+        [sys.executable, "-m", "sgfd_ext.train", "--quiet", "--out-dir", str(tmp_path), *args],
+        capture_output=True, text=True, env=env, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (results_file,) = tmp_path.glob("*/results.json")
+    return proc.stdout, json.loads(results_file.read_text())
+
+
+@pytest.mark.parametrize("extra", [[], ["--no-sgfd"]])
+def test_train_two_epochs_writes_results(tmp_path, extra):
+    stdout, results = _run(tmp_path, "--epochs", "2", "--threads", "1", *extra)
+    assert "recall@20" in stdout and "test" in stdout
+    assert results["dataset"]["name"] == "movielens-100k"
+    assert results["dataset"]["feature_source"] == "real"
+    assert results["config"]["sgfd"] is (not extra)
+    assert [h["epoch"] for h in results["history"]] == [1, 2]
+    assert "recall@20" in results["history"][0]["valid"]
+    for key in ("recall@10", "ndcg@10", "recall@20", "ndcg@20"):
+        assert 0.0 < results["test"][key] < 1.0
+    assert results["environment"]["torch"]
+
+
+def test_most_popular_baseline(tmp_path):
+    _, results = _run(tmp_path, "--model", "most-popular")
+    assert 0.05 < results["test"]["recall@20"] < 0.2
+
+
+def test_unknown_dataset_is_a_clear_error(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "sgfd_ext.train", "--dataset", "nosuch", "--out-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "unknown dataset 'nosuch'" in proc.stderr
+    assert "Traceback" not in proc.stderr
