@@ -13,14 +13,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from harness import (
-    DEFAULT_OUT_DIR,
-    format_row,
-    median_ms,
-    peak_extra_mib,
-    write_bar_chart,
-    write_csv,
-)
+from harness import DEFAULT_OUT_DIR, measure, print_header, print_row, report
 
 import sgfd_ext  # noqa: F401  (loads the operators)
 from sgfd_ext.ops.bpr import bpr_loss, bpr_loss_reference
@@ -62,6 +55,10 @@ def gradient_fill(user_table, item_table):
     return run
 
 
+COLUMNS = ["batch", "d", "fused_ms", "reference_ms", "floor_ms", "speedup", "speedup_best",
+           "fused_over_floor_best", "fused_peak_mib", "reference_peak_mib"]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one shape, a few seconds")
@@ -78,14 +75,13 @@ def main() -> None:
     cases = [(2048, 128)] if args.quick else FULL_CASES
     repeats = args.repeats or (10 if args.quick else 50)
 
+    threads = torch.get_num_threads()
     print(
-        f"bpr_loss on {args.device} ({args.dtype}, {torch.get_num_threads()} CPU threads), "
-        f"{USERS} users, {ITEMS} items, median of {repeats}, forward + backward"
+        f"bpr_loss on {args.device} ({args.dtype}, {threads} CPU threads), {USERS} users, "
+        f"{ITEMS} items, forward + backward,"
     )
-    head = ["batch", "d", "fused_ms", "ref_ms", "floor_ms", "ref/fused", "fused_MiB", "ref_MiB"]
-    widths = [6, 4, 9, 9, 9, 9, 9, 9]
-    print(format_row(head, widths))
-
+    print(f"median (and best) of {repeats} runs; floor = allocating the dense gradients")
+    print_header(COLUMNS)
     rows = []
     for B, d in cases:
         tensors = make_case(B, d, args.device, dtype)
@@ -94,53 +90,15 @@ def main() -> None:
             "reference": step(bpr_loss_reference, *tensors),
             "floor": gradient_fill(*tensors[:2]),
         }
-        ms = median_ms(fns, args.device, repeats, warmup=3)
-        mem = {name: peak_extra_mib(fns[name], args.device) for name in ("fused", "reference")}
-        row = {
-            "device": args.device,
-            "dtype": args.dtype,
-            "threads": torch.get_num_threads(),
-            "users": USERS,
-            "items": ITEMS,
-            "batch": B,
-            "d": d,
-            "fused_ms": round(ms["fused"], 3),
-            "reference_ms": round(ms["reference"], 3),
-            "floor_ms": round(ms["floor"], 3),
-            "speedup_vs_reference": round(ms["reference"] / ms["fused"], 3),
-            "fused_peak_extra_mib": None if mem["fused"] is None else round(mem["fused"], 1),
-            "reference_peak_extra_mib": (
-                None if mem["reference"] is None else round(mem["reference"], 1)
-            ),
-        }
+        row = {"device": args.device, "dtype": args.dtype, "threads": threads}
+        row.update(users=USERS, items=ITEMS, batch=B, d=d)
+        row.update(measure(fns, "floor", args.device, repeats, warmup=3))
         rows.append(row)
-        print(
-            format_row(
-                [
-                    B,
-                    d,
-                    row["fused_ms"],
-                    row["reference_ms"],
-                    row["floor_ms"],
-                    row["speedup_vs_reference"],
-                    row["fused_peak_extra_mib"],
-                    row["reference_peak_extra_mib"],
-                ],
-                widths,
-            )
-        )
+        print_row(row, COLUMNS)
 
-    tag = "bpr_quick" if args.quick else "bpr"
-    write_csv(rows, args.out_dir / f"{tag}.csv")
     labels = [f"batch {r['batch']} d{r['d']}" for r in rows]
-    series = {name: [r[f"{name}_ms"] for r in rows] for name in ("fused", "reference", "floor")}
-    plotted = write_bar_chart(
-        labels, series, f"bpr_loss ({args.device}, {args.dtype})", args.out_dir / f"{tag}.png"
-    )
-    print(
-        f"wrote {args.out_dir / f'{tag}.csv'}"
-        + (f" and {tag}.png" if plotted else " (no PNG: matplotlib is not installed)")
-    )
+    tag = "bpr_quick" if args.quick else "bpr"
+    report(rows, args.out_dir, tag, f"bpr_loss ({args.device}, {args.dtype})", labels)
 
 
 if __name__ == "__main__":

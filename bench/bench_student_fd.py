@@ -15,14 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from harness import (
-    DEFAULT_OUT_DIR,
-    format_row,
-    median_ms,
-    peak_extra_mib,
-    write_bar_chart,
-    write_csv,
-)
+from harness import DEFAULT_OUT_DIR, measure, print_header, print_row, report
 
 import sgfd_ext  # noqa: F401  (loads the operators)
 from sgfd_ext.ops.student_fd import student_fd, student_fd_reference
@@ -69,6 +62,11 @@ def matrix_products(x, weight, grad_s):
     return run
 
 
+COLUMNS = ["B", "D", "d", "x_grad", "fused_ms", "reference_ms", "matmul_ms", "speedup",
+           "fused_over_matmul", "speedup_best", "fused_over_matmul_best", "fused_peak_mib",
+           "reference_peak_mib"]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one small shape, a few seconds")
@@ -84,31 +82,14 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     if args.quick:
         cases = [(2048, 768, 64, False)]
-        repeats = args.repeats or 3
     else:
         cases = list(itertools.product(FULL_BATCHES, FULL_FEATURES, FULL_LATENTS, (False, True)))
-        repeats = args.repeats or 5
+    repeats = args.repeats or (5 if args.quick else 7)
 
-    print(
-        f"student_fd on {args.device} ({args.dtype}, {torch.get_num_threads()} CPU threads), "
-        f"median of {repeats}, forward + backward"
-    )
-    head = [
-        "B",
-        "D",
-        "d",
-        "x_grad",
-        "fused_ms",
-        "ref_ms",
-        "matmul_ms",
-        "ref/fused",
-        "fused/matmul",
-        "fused_MiB",
-        "ref_MiB",
-    ]
-    widths = [6, 5, 4, 6, 9, 9, 9, 9, 12, 9, 9]
-    print(format_row(head, widths))
-
+    threads = torch.get_num_threads()
+    print(f"student_fd on {args.device} ({args.dtype}, {threads} CPU threads), forward + backward,")
+    print(f"median (and best) of {repeats} runs; matmul = the bare matrix products")
+    print_header(COLUMNS)
     rows = []
     for B, D, d, x_grad in cases:
         x, weight, bias, teacher, grad_s = make_case(B, D, d, x_grad, args.device, dtype)
@@ -117,58 +98,16 @@ def main() -> None:
             "reference": step(student_fd_reference, x, weight, bias, teacher, grad_s),
             "matmul": matrix_products(x, weight, grad_s),
         }
-        ms = median_ms(fns, args.device, repeats)
-        mem = {name: peak_extra_mib(fns[name], args.device) for name in ("fused", "reference")}
-        row = {
-            "device": args.device,
-            "dtype": args.dtype,
-            "threads": torch.get_num_threads(),
-            "B": B,
-            "D": D,
-            "d": d,
-            "x_grad": x_grad,
-            "fused_ms": round(ms["fused"], 3),
-            "reference_ms": round(ms["reference"], 3),
-            "matmul_ms": round(ms["matmul"], 3),
-            "speedup_vs_reference": round(ms["reference"] / ms["fused"], 3),
-            "fused_over_matmul": round(ms["fused"] / ms["matmul"], 3),
-            "fused_peak_extra_mib": None if mem["fused"] is None else round(mem["fused"], 1),
-            "reference_peak_extra_mib": (
-                None if mem["reference"] is None else round(mem["reference"], 1)
-            ),
-        }
+        row = {"device": args.device, "dtype": args.dtype, "threads": threads}
+        row.update(B=B, D=D, d=d, x_grad=x_grad)
+        row.update(measure(fns, "matmul", args.device, repeats))
         rows.append(row)
-        print(
-            format_row(
-                [
-                    B,
-                    D,
-                    d,
-                    x_grad,
-                    row["fused_ms"],
-                    row["reference_ms"],
-                    row["matmul_ms"],
-                    row["speedup_vs_reference"],
-                    row["fused_over_matmul"],
-                    row["fused_peak_extra_mib"],
-                    row["reference_peak_extra_mib"],
-                ],
-                widths,
-            )
-        )
+        print_row(row, COLUMNS)
         del x, weight, bias, teacher, grad_s, fns
 
-    tag = "student_fd_quick" if args.quick else "student_fd"
-    write_csv(rows, args.out_dir / f"{tag}.csv")
     labels = [f"B{r['B']} D{r['D']} d{r['d']}{' +gx' if r['x_grad'] else ''}" for r in rows]
-    series = {name: [r[f"{name}_ms"] for r in rows] for name in ("fused", "reference", "matmul")}
-    plotted = write_bar_chart(
-        labels, series, f"student_fd ({args.device}, {args.dtype})", args.out_dir / f"{tag}.png"
-    )
-    print(
-        f"wrote {args.out_dir / f'{tag}.csv'}"
-        + (f" and {tag}.png" if plotted else " (no PNG: matplotlib is not installed)")
-    )
+    tag = "student_fd_quick" if args.quick else "student_fd"
+    report(rows, args.out_dir, tag, f"student_fd ({args.device}, {args.dtype})", labels)
 
 
 if __name__ == "__main__":

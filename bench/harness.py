@@ -19,11 +19,11 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_ms(
+def time_ms(
     fns: dict[str, Callable[[], None]], device: str, repeats: int, warmup: int = 1
-) -> dict[str, float]:
-    """Median milliseconds of each function; rounds interleave the functions so that load from
-    other processes hits them alike."""
+) -> dict[str, tuple[float, float]]:
+    """Median and best milliseconds of each function; rounds interleave the functions so that
+    load from other processes hits them alike (the best run is the least disturbed one)."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -35,7 +35,7 @@ def median_ms(
             fn()
             sync(device)
             times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {name: (statistics.median(v), min(v)) for name, v in times.items()}
 
 
 def peak_extra_mib(fn: Callable[[], None], device: str) -> float | None:
@@ -66,6 +66,46 @@ def peak_extra_mib(fn: Callable[[], None], device: str) -> float | None:
         current += nbytes
         peak = max(peak, current)
     return peak / 2**20
+
+
+def measure(
+    fns: dict[str, Callable[[], None]], floor: str, device: str, repeats: int, warmup: int = 1
+) -> dict[str, float | None]:
+    """Result columns of one configuration: median and best milliseconds of every function,
+    fused against reference and against the floor, and the peak extra memory of both."""
+    timed = time_ms(fns, device, repeats, warmup)
+    row: dict[str, float | None] = {}
+    for name, (median, best) in timed.items():
+        row[f"{name}_ms"] = round(median, 3)
+        row[f"{name}_best_ms"] = round(best, 3)
+    for k, suffix in ((0, ""), (1, "_best")):
+        row[f"speedup{suffix}"] = round(timed["reference"][k] / timed["fused"][k], 3)
+        row[f"fused_over_{floor}{suffix}"] = round(timed["fused"][k] / timed[floor][k], 3)
+    for name in ("fused", "reference"):
+        mib = peak_extra_mib(fns[name], device)
+        row[f"{name}_peak_mib"] = None if mib is None else round(mib, 1)
+    return row
+
+
+def print_row(row: dict, columns: list[str]) -> None:
+    """One line of the results table (the column names as they appear in the CSV)."""
+    print("  ".join(str(row[c]).rjust(max(len(c), 8)) for c in columns))
+
+
+def print_header(columns: list[str]) -> None:
+    """The header line of the results table."""
+    print("  ".join(c.rjust(max(len(c), 8)) for c in columns))
+
+
+def report(rows: list[dict], out_dir: Path, tag: str, title: str, labels: list[str]) -> None:
+    """Write the rows as CSV and the median times as a PNG chart, and say where they went."""
+    csv_path = out_dir / f"{tag}.csv"
+    write_csv(rows, csv_path)
+    names = [k[: -len("_ms")] for k in rows[0] if k.endswith("_ms") and "_best" not in k]
+    series = {name: [r[f"{name}_ms"] for r in rows] for name in names}
+    plotted = write_bar_chart(labels, series, title, out_dir / f"{tag}.png")
+    note = f" and {tag}.png" if plotted else " (no PNG: matplotlib is not installed)"
+    print(f"wrote {csv_path}{note}")
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -103,8 +143,3 @@ def write_bar_chart(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
-
-
-def format_row(values: list[object], widths: list[int]) -> str:
-    """One line of a fixed-width table."""
-    return "  ".join(str(v).rjust(w) for v, w in zip(values, widths, strict=True))

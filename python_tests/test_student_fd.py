@@ -88,6 +88,19 @@ def test_only_one_output_used():
             torch.testing.assert_close(g, g_ref, rtol=1e-9, atol=1e-11)
 
 
+def test_frozen_projection():
+    # Only x and the teacher need gradients: the weight gradient product is skipped.
+    x, weight, bias, teacher = make_inputs(11, 21, 17, dtype=torch.float64)
+    weight.requires_grad_(False)
+    bias.requires_grad_(False)
+    grad_s = torch.randn(11, 17, dtype=torch.float64)
+    got = run_both(student_fd, (x, weight, bias, teacher), grad_s)
+    ref = run_both(student_fd_reference, (x, weight, bias, teacher), grad_s)
+    assert len(got[2]) == 2
+    for a, b in zip(got[2], ref[2], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
 def test_transposed_linear_weight():
     x, _, bias, teacher = make_inputs(9, 24, 5)
     linear_weight = torch.randn(5, 24, requires_grad=True)
