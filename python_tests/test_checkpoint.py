@@ -102,6 +102,17 @@ def test_corrupt_latest_falls_back_to_previous(tmp_path, dataset, caplog):
     assert "truncated" in caplog.text and PREVIOUS_FILE in caplog.text
 
 
+def test_best_model_file_is_repaired_on_resume(tmp_path, dataset):
+    _train(dataset, tiny_config(epochs=2), tmp_path)
+    (tmp_path / BEST_MODEL_FILE).unlink()  # as if killed between the two writes
+    trainer = Trainer(dataset, tiny_config(epochs=2))
+    RunDirectory(tmp_path).restore(trainer)
+    best = read_checkpoint(tmp_path / BEST_MODEL_FILE)
+    assert best["epoch"] == trainer.state.best_epoch >= 1
+    for k, v in trainer.best_model_state.items():
+        assert torch.equal(best["model"][k], v)
+
+
 def test_both_checkpoints_unusable_is_a_clear_error(tmp_path, dataset):
     _train(dataset, tiny_config(epochs=2), tmp_path)
     (tmp_path / CHECKPOINT_FILE).write_bytes(b"garbage")

@@ -84,6 +84,15 @@ def test_labels_from_npy_and_csv(office, tmp_path):
     assert np.array_equal(ds.labels, planted["labels"]) and ds.n_classes == 6
 
 
+def test_typed_header_names_are_accepted(office, tmp_path):
+    folder, _ = office
+    typed = _rewrite(folder, tmp_path / "typed", lambda lines: [
+        "userID:token\titemID:token\trating:float\ttimestamp:float\tx_label:token"] + lines[1:])
+    a = load_mmrec(str(typed), "office", n_clusters=4)
+    b = load_mmrec(str(folder), "office", n_clusters=4)
+    assert np.array_equal(a.train, b.train) and np.array_equal(a.test, b.test)
+
+
 def test_one_modality_is_enough(office, tmp_path):
     folder, _ = office
     only_text = _rewrite(folder, tmp_path / "t", lambda lines: lines)

@@ -47,7 +47,7 @@ sys.exit(main(sys.argv[1:]))
 
 def _command(script: Path, data: Path, run_dir: Path) -> list[str]:
     return [sys.executable, str(script), "--dataset", "office", "--data-root", str(data),
-            "--model", "bm3", "--epochs", "4", "--patience", "50", "--batch-size", "4096",
+            "--model", "bm3", "--epochs", "4", "--patience", "50", "--batch-size", "2048",
             "--dim", "16", "--lr", "0.01", "--threads", "1", "--seed", "3", "--quiet",
             "--run-dir", str(run_dir)]
 
@@ -61,7 +61,7 @@ def _metrics(run_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
-    write_mmrec(root / "office", max_users=1000)
+    write_mmrec(root / "office", max_users=600)
     script = root / "run_train.py"
     script.write_text(WRAPPER)
     return root, script

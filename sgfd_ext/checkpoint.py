@@ -288,6 +288,12 @@ class RunDirectory:
             return ckpt
         raise CheckpointError("no usable checkpoint: " + "; ".join(errors))
 
+    def _best_epoch_on_disk(self) -> int | None:
+        try:
+            return read_checkpoint(self.file(BEST_MODEL_FILE))["epoch"]
+        except CheckpointError:
+            return None
+
     def check_compatible(self, ckpt: dict, cfg: TrainConfig, dataset) -> None:
         """Raise naming every setting and dataset property that differs from the saved run."""
         problems = differences(ckpt["config"], cfg.to_dict(), RESUMABLE_CHANGES)
@@ -309,16 +315,27 @@ class RunDirectory:
             self._fingerprint = dataset_fingerprint(trainer.dataset)
         ckpt["dataset"] = self._fingerprint
         write_atomic(ckpt, self.file(CHECKPOINT_FILE), keep_previous=self.file(PREVIOUS_FILE))
-        if st.best_epoch == st.epoch and trainer.best_model_state is not None:
+        if st.best_epoch == st.epoch:
+            self._save_best(trainer)
+
+    def _save_best(self, trainer) -> None:
+        st = trainer.state
+        if trainer.best_model_state is not None:
             write_atomic({"model": trainer.best_model_state, "epoch": st.best_epoch,
                           "score": st.best_score, "config": trainer.cfg.to_dict()},
                          self.file(BEST_MODEL_FILE))
 
-    def restore(self, trainer) -> None:
-        """Load the latest checkpoint into ``trainer`` after checking that it fits."""
+    def restore(self, trainer, write: bool = True) -> None:
+        """Load the latest checkpoint into ``trainer`` after checking that it fits.
+
+        With ``write``, ``best_model.pt`` is brought in line with the checkpoint (a run killed
+        between writing the two leaves it one improvement behind).
+        """
         ckpt = self.latest(map_location=trainer.device)
         self.check_compatible(ckpt, trainer.cfg, trainer.dataset)
         self._fingerprint = ckpt["dataset"]
         trainer.load_state_dict(ckpt)
+        if write and self._best_epoch_on_disk() != trainer.state.best_epoch:
+            self._save_best(trainer)
         log.info("continuing %s after epoch %d (best %.4f at epoch %d)", self.path,
                  trainer.state.epoch, trainer.state.best_score, trainer.state.best_epoch)

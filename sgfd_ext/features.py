@@ -294,7 +294,11 @@ def encode_chunked(
     job = {"signature": signature, "n_items": n_items, "chunk_size": chunk_size,
            "items_digest": hashlib.sha256(np.asarray(ids, dtype=np.int64).tobytes()).hexdigest()}
     if manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as err:
+            raise FeatureError(f"{manifest_path}: unreadable ({err}); delete the folder or rerun "
+                               "with --restart") from None
         if manifest["job"] != job:
             changed = sorted(k for k in job if manifest["job"].get(k) != job[k])
             raise FeatureError(f"{work} holds chunks of a different job (differs in "
@@ -302,31 +306,30 @@ def encode_chunked(
     else:
         manifest = {"job": job, "done": [], "dim": None}
         _atomic_json(manifest, manifest_path)
-    done = set(manifest["done"])
+    done = {c for c in manifest["done"] if (work / f"chunk_{c:06d}.npy").exists()}
     already = len(done)
 
-    bar = tqdm(total=len(ids), unit="item", desc=out_path.name, disable=not progress,
-               dynamic_ncols=True,
-               initial=sum(len(ids[c * chunk_size : (c + 1) * chunk_size]) for c in done))
     computed = 0
-    for c in range(n_chunks):
-        if c in done:
-            continue
-        if max_chunks is not None and computed >= max_chunks:
-            break
-        chunk = ids[c * chunk_size : (c + 1) * chunk_size]
-        parts = []
-        for start in range(0, len(chunk), batch_size):
-            batch = [inputs[i] for i in chunk[start : start + batch_size]]
-            parts.append(encode(batch))
-            bar.update(len(batch))
-        block = np.concatenate(parts).astype(np.float32)
-        _atomic_save(block, work / f"chunk_{c:06d}.npy")
-        done.add(c)
-        manifest["done"], manifest["dim"] = sorted(done), int(block.shape[1])
-        _atomic_json(manifest, manifest_path)
-        computed += 1
-    bar.close()
+    with tqdm(total=len(ids), unit="item", desc=out_path.name, disable=not progress,
+              dynamic_ncols=True,
+              initial=sum(len(ids[c * chunk_size : (c + 1) * chunk_size]) for c in done)) as bar:
+        for c in range(n_chunks):
+            if c in done:
+                continue
+            if max_chunks is not None and computed >= max_chunks:
+                break
+            chunk = ids[c * chunk_size : (c + 1) * chunk_size]
+            parts = []
+            for start in range(0, len(chunk), batch_size):
+                batch = [inputs[i] for i in chunk[start : start + batch_size]]
+                parts.append(encode(batch))
+                bar.update(len(batch))
+            block = np.concatenate(parts).astype(np.float32)
+            _atomic_save(block, work / f"chunk_{c:06d}.npy")
+            done.add(c)
+            manifest["done"], manifest["dim"] = sorted(done), int(block.shape[1])
+            _atomic_json(manifest, manifest_path)
+            computed += 1
 
     summary = {"path": str(out_path), "chunks": n_chunks, "computed": computed,
                "skipped": already,

@@ -86,7 +86,7 @@ def train_one(dataset: Dataset, cfg: TrainConfig, progress: bool = True,
     trainer_cls = DistributedTrainer if distributed.world_size() > 1 else Trainer
     trainer = trainer_cls(dataset, cfg, Callbacks(on_epoch=on_epoch))
     if run is not None and resume:
-        run.restore(trainer)
+        run.restore(trainer, write=main_process)
         epochs_bar.update(trainer.state.epoch)
     elif run is not None and main_process:
         run.start(cfg, dataset, {"environment": environment()})

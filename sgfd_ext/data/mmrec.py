@@ -1,10 +1,11 @@
 """Reader of the MMRec layout: ``<name>.inter`` with ``image_feat.npy`` and/or ``text_feat.npy``.
 
 ``<name>.inter`` is tab-separated with a header naming at least ``userID``, ``itemID`` and
-``x_label`` (0 train, 1 validation, 2 test); ids are 0-based and row ``i`` of each feature matrix
-belongs to item ``i``. Other columns (ratings, timestamps) are ignored. Semantic labels come from
-a file when given, otherwise from k-means over the standardised features of all modalities.
-Errors name the file, the line (the header is line 1), what was expected and what was found.
+``x_label`` (0 train, 1 validation, 2 test), optionally with a type suffix (``userID:token``);
+ids are 0-based and row ``i`` of each feature matrix belongs to item ``i``. Other columns
+(ratings, timestamps) are ignored. Semantic labels come from a file when given, otherwise from
+k-means over the standardised features of all modalities. Errors name the file, the line (the
+header is line 1), what was expected and what was found.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def read_inter(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
         raise MMRecError(f"{path}: interaction file not found")
     with open(path, encoding="utf-8", newline="") as f:
         raw = [line.rstrip("\r\n") for line in f]
-    header = raw[0].split("\t") if raw else []
+    # Names may carry a type suffix ("userID:token"), as in RecBole-style atomic files.
+    header = [h.split(":")[0].strip() for h in raw[0].split("\t")] if raw else []
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         hint = " (the file must be tab-separated)" if len(header) == 1 and "," in header[0] else ""
