@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import platform
 import random
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 import sgfd_ext
+from sgfd_ext.checkpoint import capture_rng, restore_rng
 from sgfd_ext.config import TrainConfig
 from sgfd_ext.data.dataset import Dataset
 from sgfd_ext.evaluation import evaluate_model
@@ -93,26 +95,30 @@ class Trainer:
             return evaluate_model(self.model, exclude, target, self.cfg.ks,
                                   self.cfg.eval_batch_size)
 
+    def train_step(self, batch: dict[str, torch.Tensor], index: int) -> float:
+        """One optimiser step on a mini-batch; returns its loss."""
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        loss = self.model.training_loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss became {loss.item()} at epoch {self.state.epoch}, "
+                f"batch {index}; lower the learning rate or check the features"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
     def train_epoch(self) -> float:
         """One pass over the training pairs; returns the mean batch loss."""
         self.model.train()
         total, n = 0.0, len(self.sampler)
         with use_kernels(self.cfg.kernels):
             for b, batch in enumerate(self.sampler):
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                loss = self.model.training_loss(batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"training loss became {loss.item()} at epoch {self.state.epoch}, "
-                        f"batch {b}; lower the learning rate or check the features"
-                    )
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                value = float(loss.detach())
-                total += value
+                loss = self.train_step(batch, b)
+                total += loss
                 if self.callbacks.on_batch:
-                    self.callbacks.on_batch(b, n, value)
+                    self.callbacks.on_batch(b, n, loss)
         return total / max(n, 1)
 
     def fit(self) -> TrainState:
@@ -147,11 +153,33 @@ class Trainer:
             self.model.load_state_dict(self.best_model_state)
         return st
 
+    def state_dict(self) -> dict:
+        """Everything needed to continue after the current epoch, random generators included."""
+        return {
+            "epoch": self.state.epoch,
+            "train_state": dataclasses.asdict(self.state),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": capture_rng(),
+            "best_model": self.best_model_state,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`: same weights, optimiser, batches and dropout masks."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.state = TrainState(**state["train_state"])
+        self.best_model_state = state["best_model"]
+        restore_rng(state["rng"])
+
     def results(self) -> dict:
         """Configuration, dataset statistics, history and final metrics as one JSON object."""
         return {
             "config": self.cfg.to_dict(),
             "environment": environment(),
+            "device": str(self.device),
             "dataset": self.dataset.statistics(),
             "best_epoch": self.state.best_epoch,
             "best_valid": self.state.best_score,
