@@ -3,34 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
-import pytest
+from shared_data import shared_data
 
 from sgfd_ext.config import SGFDConfig, TrainConfig
 from sgfd_ext.data.dataset import Dataset
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_data() -> Path | None:
-    """The shared real-data folder: $SGFD_SHARED_DATA, else beside the repository, else /work."""
-    candidates = [os.environ.get("SGFD_SHARED_DATA"), REPO.parent / "shared" / "data",
-                  "/work/shared/data"]
-    for c in candidates:
-        if c and Path(c).is_dir():
-            return Path(c)
-    return None
-
 
 def office_split() -> tuple[np.ndarray, np.ndarray]:
     """(user, item) pairs of the real Office train and test files; skips the test if absent."""
-    root = shared_data()
-    folder = root / "amazon" / "office" if root else None
-    if folder is None or not (folder / "train.csv").exists():
-        pytest.skip("the real Office split (shared/data/amazon/office) is not available")
+    folder = shared_data("amazon") / "office"
 
     def read(name: str) -> np.ndarray:
         table = np.loadtxt(folder / name, delimiter=",", skiprows=1, usecols=(0, 1),

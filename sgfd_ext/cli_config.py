@@ -30,6 +30,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder holding the dataset folders (else $SGFD_DATA_ROOT)")
     p.add_argument("--generated-features", action="store_true",
                    help="stand-in generated features where a dataset's feature files are absent")
+    p.add_argument("--labels", dest="labels_path",
+                   help="MMRec layout: semantic labels (.npy, or CSV of item,label)")
+    p.add_argument("--clusters", dest="n_clusters", type=int,
+                   help="MMRec layout without labels: number of k-means clusters")
     p.add_argument("--model", default="bm3")
     p.add_argument("--no-sgfd", action="store_true", help="the plain base model")
     p.add_argument("--seed", type=int, default=0)
@@ -98,6 +102,8 @@ def config_from_args(args: argparse.Namespace, ablations: tuple[str, ...] = ()) 
         dataset=dataset,
         data_root=args.data_root,
         generated_features=args.generated_features,
+        labels_path=args.labels_path,
+        n_clusters=args.n_clusters,
         model=args.model,
         sgfd=not args.no_sgfd,
         seed=args.seed,

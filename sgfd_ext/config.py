@@ -44,6 +44,8 @@ class TrainConfig:
     dataset: str = "movielens-100k"
     data_root: str | None = None
     generated_features: bool = False
+    labels_path: str | None = None
+    n_clusters: int | None = None
     model: str = "bm3"
     sgfd: bool = True
     seed: int = 0

@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = dataclasses.replace(cfg, device=distributed.init_from_env(cfg.device))
 
         dataset = load_dataset(cfg.dataset, cfg.data_root, seed=0,
-                               generated_features=cfg.generated_features)
+                               generated_features=cfg.generated_features,
+                               labels_path=cfg.labels_path, n_clusters=cfg.n_clusters)
         if dataset.feature_source != "real":
             log.warning("item features of %s are %s, not real", dataset.name,
                         dataset.feature_source)

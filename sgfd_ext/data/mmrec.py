@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sgfd_ext.data.checks import DataError
 from sgfd_ext.data.dataset import Dataset
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ SPLITS = {0: "train", 1: "valid", 2: "test"}
 MAX_DEFAULT_CLUSTERS = 100
 
 
-class MMRecError(ValueError):
+class MMRecError(DataError):
     """A file of an MMRec folder is missing or does not hold what the layout promises."""
 
 
