@@ -74,7 +74,7 @@ import os, sys
 import sgfd_ext.data
 from sgfd_ext.data.mmrec import load_mmrec
 
-def load_dataset(name, data_root, seed=0, generated_features=False):
+def load_dataset(name, data_root, seed=0, **_):
     return load_mmrec(os.path.join(data_root, name), name, seed=seed, n_clusters=8)
 
 sgfd_ext.data.load_dataset = load_dataset

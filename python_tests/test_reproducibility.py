@@ -4,9 +4,10 @@ import dataclasses
 import json
 
 import torch
-from tiny_data import synthetic_dataset, tiny_config, train_module
+from tiny_data import synthetic_dataset, tiny_config
 
 import sgfd_ext
+from sgfd_ext import train
 from sgfd_ext.checkpoint import CONFIG_FILE, RESULTS_FILE
 from sgfd_ext.trainer import Trainer
 
@@ -36,7 +37,6 @@ def test_same_seed_gives_identical_metrics_and_another_seed_does_not():
 
 
 def test_results_record_versions_device_seed_configuration_and_folder(tmp_path, monkeypatch):
-    train = train_module(monkeypatch)
     dataset = synthetic_dataset()
     cfg = tiny_config(epochs=1, seed=7)
     results = train.train_one(dataset, cfg, progress=False, run_dir=tmp_path)

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny_data import synthetic_dataset, train_module, write_mmrec
+from tiny_data import synthetic_dataset, write_mmrec
 
+from sgfd_ext import train
 from sgfd_ext.checkpoint import CHECKPOINT_FILE, RESULTS_FILE, RunDirectory, read_checkpoint
 from sgfd_ext.cli_config import add_train_arguments, config_from_args
 
@@ -22,7 +23,7 @@ import os, sys, time
 import sgfd_ext.data
 from sgfd_ext.data.mmrec import load_mmrec
 
-def load_dataset(name, data_root, seed=0, generated_features=False):
+def load_dataset(name, data_root, seed=0, **_):
     return load_mmrec(os.path.join(data_root, name), name, seed=seed, n_clusters=8)
 
 sgfd_ext.data.load_dataset = load_dataset
@@ -107,7 +108,6 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(setup):
 
 
 def test_resume_refuses_different_flags_naming_them(tmp_path, monkeypatch, capsys):
-    train = train_module(monkeypatch)
 
     def fail(*args, **kwargs):
         raise AssertionError("the data must not be loaded when the flags are refused")

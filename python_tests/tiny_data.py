@@ -83,13 +83,3 @@ def tiny_config(**changes) -> TrainConfig:
                        sgfd_args=SGFDConfig(lambda_ce=0.1, lambda_kd=0.1, tau=5.0))
     return dataclasses.replace(base, **changes)
 
-
-def train_module(monkeypatch):
-    """``sgfd_ext.train``, importable even where the dataset registry is not installed."""
-    import sgfd_ext.data
-
-    if not hasattr(sgfd_ext.data, "load_dataset"):
-        monkeypatch.setattr(sgfd_ext.data, "load_dataset", None, raising=False)
-    from sgfd_ext import train
-
-    return train

@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 
-
 class PairSampler:
     """Shuffles the (user, item) training pairs each epoch and cuts them into batches.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -31,7 +32,7 @@ class Teacher(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, cfg: SGFDConfig):
         super().__init__()
         widths = teacher_widths(in_dim, out_dim, cfg.teacher_ratio)
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         self.hidden_activation = cfg.teacher_activation
         self.negative_slope = cfg.negative_slope
 
