@@ -9,6 +9,9 @@ from sgfd_ext.config import SGFDConfig, TrainConfig
 from sgfd_ext.ops.kernels import KERNELS
 from sgfd_ext.presets import DATASET_ALIASES, preset_for
 
+# Models that take no item features: they always run without SGFD.
+FEATURELESS_MODELS = ("lightgcn", "most-popular")
+
 # Ablation switches: flag -> (SGFDConfig field, value it sets).
 ABLATIONS = {
     "no-ce": ("use_ce", False),
@@ -105,7 +108,7 @@ def config_from_args(args: argparse.Namespace, ablations: tuple[str, ...] = ()) 
         labels_path=args.labels_path,
         n_clusters=args.n_clusters,
         model=args.model,
-        sgfd=not args.no_sgfd,
+        sgfd=not args.no_sgfd and args.model not in FEATURELESS_MODELS,
         seed=args.seed,
         device=args.device,
         kernels=args.kernels,

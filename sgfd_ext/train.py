@@ -35,7 +35,7 @@ log = logging.getLogger("sgfd_ext.train")
 
 def run_name(cfg: TrainConfig) -> str:
     """A readable, unique run folder name."""
-    model = cfg.model if not cfg.sgfd or cfg.model == "most-popular" else f"sgfd-{cfg.model}"
+    model = f"sgfd-{cfg.model}" if cfg.sgfd else cfg.model
     return f"{cfg.dataset}-{model}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 
 

@@ -6,6 +6,7 @@ from dataclasses import fields
 
 import torch
 
+from sgfd_ext.cli_config import FEATURELESS_MODELS
 from sgfd_ext.config import TrainConfig
 from sgfd_ext.data.dataset import Dataset
 from sgfd_ext.models.base import Recommender
@@ -16,9 +17,10 @@ from sgfd_ext.models.extractors import (
     SGFDExtractor,
     linear_projections,
 )
+from sgfd_ext.models.lightgcn import LightGCN, LightGCNConfig
 from sgfd_ext.sgfd import SGFD
 
-MODELS = {"bm3": (BM3, BM3Config)}
+MODELS = {"bm3": (BM3, BM3Config), "lightgcn": (LightGCN, LightGCNConfig)}
 
 __all__ = ["MODELS", "Recommender", "build_model"]
 
@@ -52,7 +54,12 @@ def build_model(dataset: Dataset, cfg: TrainConfig, device: torch.device) -> Rec
         raise ValueError(f"unknown model {cfg.model!r}; known: {sorted(MODELS)}")
     model_cls, config_cls = MODELS[cfg.model]
     model_cfg = _model_config(config_cls, cfg.model_args)
-    extractor = build_extractor(dataset, cfg, device)
+    if cfg.model in FEATURELESS_MODELS:
+        if cfg.sgfd:
+            raise ValueError(f"{cfg.model} uses no item features, so it has no SGFD variant")
+        extractor = None
+    else:
+        extractor = build_extractor(dataset, cfg, device)
     model = model_cls(dataset.n_users, dataset.n_items, dataset.train, cfg.embedding_dim,
                       extractor, model_cfg)
     return model.to(device)
