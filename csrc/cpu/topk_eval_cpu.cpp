@@ -6,6 +6,7 @@
 #include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
+#include <c10/macros/Macros.h>
 #include <torch/library.h>
 
 #if defined(__AVX__)
@@ -120,12 +121,9 @@ class RunningTopK {
     scalar_t thr = threshold();
     int64_t j = 0;
     for (; j + kScanWidth <= n; j += kScanWidth) {
-      for (uint32_t m = above_mask(scores + j, thr); m != 0; m &= m - 1) {
-        const int64_t q = j + __builtin_ctz(m);
-        if (scores[q] > thr) {
-          push(scores[q], first_item + q);
-          thr = threshold();
-        }
+      const uint32_t mask = above_mask(scores + j, thr);
+      if (mask != 0) {
+        thr = admit(scores + j, mask, first_item + j);
       }
     }
     for (; j < n; ++j) {
@@ -143,6 +141,20 @@ class RunningTopK {
   }
 
  private:
+  // Offers the scores flagged in mask (bit q for scores[q]) and returns the new threshold. Kept
+  // out of line so that the scan loop around it stays in registers.
+  C10_NOINLINE scalar_t admit(const scalar_t* scores, uint32_t mask, int64_t first_item) {
+    scalar_t thr = threshold();
+    for (; mask != 0; mask &= mask - 1) {
+      const int q = __builtin_ctz(mask);
+      if (scores[q] > thr) {
+        push(scores[q], first_item + q);
+        thr = threshold();
+      }
+    }
+    return thr;
+  }
+
   Ranked<scalar_t>* slots_;
   int64_t k_;
   int64_t size_ = 0;

@@ -1,7 +1,10 @@
 // CUDA kernel of topk_eval. Users are scored in chunks whose scores fill a bounded workspace
 // (cuBLAS); excluded items are masked to -inf, each user's top-K is found exactly by a radix
 // select over unique (score, item) keys and sorted in shared memory, and the metrics are taken
-// on the device. Memory beyond the inputs is the workspace plus O(users x K).
+// on the device. Memory beyond the inputs is the workspace, a sorted copy of the targets and
+// O(users x K).
+//
+// Limitation: float32 and float64 only; bfloat16 or half embeddings must be cast first.
 #include <ATen/Dispatch.h>
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/arange.h>
@@ -50,14 +53,17 @@ struct ScoreBits<double> {
   using type = unsigned long long;
 };
 
-// An unsigned integer with the order of the score: a larger score maps to a larger integer.
+// An unsigned integer with the order of the score: a larger score maps to a larger integer,
+// and -0 maps where +0 does (they tie, as in the CPU kernel).
 __device__ __forceinline__ uint32_t order_bits(float x) {
-  const uint32_t u = __float_as_uint(x);
+  uint32_t u = __float_as_uint(x);
+  u = u == 0x80000000u ? 0u : u;
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
 __device__ __forceinline__ unsigned long long order_bits(double x) {
-  const auto u = static_cast<unsigned long long>(__double_as_longlong(x));
+  auto u = static_cast<unsigned long long>(__double_as_longlong(x));
+  u = u == (1ull << 63) ? 0ull : u;
   return (u >> 63) ? ~u : (u | (1ull << 63));
 }
 
@@ -342,8 +348,9 @@ std::tuple<at::Tensor, at::Tensor> sorted_unique_rows(const at::Tensor& indptr,
 }
 
 // Top-K for K beyond shared memory: a stable descending sort of whole rows keeps lower item
-// indices first among equal scores.
-void select_topk_by_sort(const at::Tensor& scores, int64_t max_k, at::Tensor& top) {
+// indices first among equal scores (-0 is made +0 first so that the two tie).
+void select_topk_by_sort(at::Tensor& scores, int64_t max_k, at::Tensor& top) {
+  scores.masked_fill_(scores.eq(0), 0);
   const at::Tensor order = std::get<1>(at::sort(scores, /*stable=*/true, /*dim=*/1,
                                                 /*descending=*/true))
                                .narrow(1, 0, max_k);
