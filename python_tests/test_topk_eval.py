@@ -280,11 +280,13 @@ ERRORS = {
 }
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", list(ERRORS))
-def test_op_rejects_bad_input(name):
+def test_op_rejects_bad_input(name, device):
     position, change, message = ERRORS[name]
     args = error_args()
     args[position] = change(args[position])
+    args = [a.to(device) if isinstance(a, torch.Tensor) else a for a in args]
     with pytest.raises(RuntimeError, match=message):
         torch.ops.sgfd_ext.topk_eval(*args)
 

@@ -1,6 +1,9 @@
 // CPU kernel of topk_eval. Scores are produced one cache-sized tile (a block of users x a tile
 // of items) at a time and folded into a running top-K per user, so the users x items score
 // matrix never exists; metrics are taken from the final top-K.
+//
+// Limitation: a score that overflows to -inf (finite embeddings of enormous magnitude) is
+// treated like an excluded item, and a NaN score from inf - inf is never ranked.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/LegacyTypeDispatch.h>

@@ -5,6 +5,10 @@
 // O(users x K).
 //
 // Limitation: float32 and float64 only; bfloat16 or half embeddings must be cast first.
+// Limitation: the radix passes count into 256 shared-memory bins with atomics, which contend
+// when most scores of a row share their leading bytes; the selection is not tuned beyond that.
+// Limitation: as on CPU, a score that overflows to -inf counts as excluded and NaN is never
+// ranked.
 #include <ATen/Dispatch.h>
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/arange.h>
@@ -12,6 +16,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/floor_divide.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/isnan.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/repeat_interleave.h>
 #include <ATen/ops/searchsorted.h>
@@ -348,9 +353,10 @@ std::tuple<at::Tensor, at::Tensor> sorted_unique_rows(const at::Tensor& indptr,
 }
 
 // Top-K for K beyond shared memory: a stable descending sort of whole rows keeps lower item
-// indices first among equal scores (-0 is made +0 first so that the two tie).
+// indices first among equal scores (-0 is made +0 so that the two tie, NaN is made -inf).
 void select_topk_by_sort(at::Tensor& scores, int64_t max_k, at::Tensor& top) {
   scores.masked_fill_(scores.eq(0), 0);
+  scores.masked_fill_(scores.isnan(), -std::numeric_limits<double>::infinity());
   const at::Tensor order = std::get<1>(at::sort(scores, /*stable=*/true, /*dim=*/1,
                                                 /*descending=*/true))
                                .narrow(1, 0, max_k);
