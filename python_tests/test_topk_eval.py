@@ -208,6 +208,19 @@ def test_continuous_scores_agree_with_reference(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_strided_inputs_and_zero_dim(device):
+    user, item, exclude_rows, target_rows = make_case(13, 40, 70, 6)
+    want = slow_topk_eval(user, item, exclude_rows, target_rows, [7])
+    strided = (user.T.contiguous().T, item.repeat_interleave(2, dim=1)[:, ::2])
+    assert not strided[0].is_contiguous() and not strided[1].is_contiguous()
+    assert_same(run_op(*strided, exclude_rows, target_rows, [7], device), want)
+
+    empty_user, empty_item = user[:, :0], item[:, :0]  # every score is 0: ranked by index
+    want = slow_topk_eval(empty_user, empty_item, exclude_rows, target_rows, [7])
+    assert_same(run_op(empty_user, empty_item, exclude_rows, target_rows, [7], device), want)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_empty_batch(device):
     user, item = torch.empty(0, 8), torch.randn(30, 8)
     top, metrics = run_op(user, item, [], [], [5, 10], device)
