@@ -182,6 +182,7 @@ def bench_shape(shape: Shape, device: torch.device, repeats: int) -> dict:
         "dim": shape.dim,
         "device": device.type,
         "threads": torch.get_num_threads(),
+        "load_average": round(os.getloadavg()[0], 2),
         "rows_equal_to_reference": round(agree, 6),
     }
     for name in runs:
