@@ -58,3 +58,19 @@ def test_nonfinite_loss_is_reported(tiny_dataset):
         trainer.model.user_embedding.fill_(math.nan)
     with pytest.raises(FloatingPointError, match="training loss became nan"):
         trainer.fit()
+
+
+@pytest.mark.parametrize("model", ["bm3", "lightgcn"])
+def test_fused_and_reference_kernels_give_the_same_run(tiny_dataset, model):
+    runs = {}
+    for kernels in ("fused", "reference"):
+        cfg = _cfg(model=model, sgfd=model == "bm3", epochs=3, kernels=kernels)
+        trainer = Trainer(tiny_dataset, cfg)
+        history = trainer.fit().history
+        runs[kernels] = (history, trainer.evaluate("test"))
+    (h_fused, t_fused), (h_ref, t_ref) = runs["fused"], runs["reference"]
+    for a, b in zip(h_fused, h_ref):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+        assert a["valid"]["recall@20"] == pytest.approx(b["valid"]["recall@20"], abs=1e-6)
+    for key in ("recall@20", "ndcg@20", "recall@10", "ndcg@10"):
+        assert t_fused[key] == pytest.approx(t_ref[key], abs=1e-6)
