@@ -4,6 +4,8 @@ Shapes: the Office and Toys test splits (train items excluded, test items as tar
 generated embeddings, and the Clothing scale (18,209 users x 17,318 items) with generated
 interactions at d = 64 and 128. For each shape it reports the median time of the fused op,
 the reference and ``user_emb @ item_emb.T``, their ratios and the peak extra memory of each.
+Wall times are the medians of interleaved runs; the process CPU time (all threads) is recorded
+too, since on a shared machine it is less sensitive to other load than wall time.
 
 Peak extra memory on CPU is measured, not computed: before each call the kernel's peak-RSS
 counter is reset (``/proc/self/clear_refs``), and the extra memory is the peak resident set
@@ -132,14 +134,15 @@ def peak_extra_mib(fn, device: torch.device) -> float:
     return extra / 2**10
 
 
-def timed(fn, device: torch.device) -> float:
+def timed(fn, device: torch.device) -> tuple[float, float]:
+    """Wall time and process CPU time (user + system, all threads) of one call, in seconds."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def bench_shape(shape: Shape, device: torch.device, repeats: int) -> dict:
@@ -186,11 +189,14 @@ def bench_shape(shape: Shape, device: torch.device, repeats: int) -> dict:
         "rows_equal_to_reference": round(agree, 6),
     }
     for name in runs:
-        row[f"{name}_s"] = statistics.median(times[name])
+        row[f"{name}_s"] = statistics.median(t[0] for t in times[name])
+    for name in runs:
+        row[f"{name}_cpu_s"] = statistics.median(t[1] for t in times[name])
     for name in runs:
         row[f"{name}_peak_mib"] = memory[name]
     row["speedup_vs_matmul"] = row["matmul_s"] / row["fused_s"]
     row["speedup_vs_reference"] = row["reference_s"] / row["fused_s"]
+    row["cpu_time_vs_matmul"] = row["matmul_cpu_s"] / row["fused_cpu_s"]
     row["memory_vs_reference"] = row["fused_peak_mib"] / max(row["reference_peak_mib"], 1e-9)
     return row
 
@@ -252,7 +258,8 @@ def main() -> None:
             f"{row['shape']:>22} {row['users']}x{row['items']}: "
             f"fused {row['fused_s']:.3f}s  matmul {row['matmul_s']:.3f}s  "
             f"reference {row['reference_s']:.3f}s | x{row['speedup_vs_matmul']:.2f} vs matmul, "
-            f"x{row['speedup_vs_reference']:.2f} vs reference | peak extra MiB: "
+            f"x{row['speedup_vs_reference']:.2f} vs reference "
+            f"(CPU time x{row['cpu_time_vs_matmul']:.2f} vs matmul) | peak extra MiB: "
             f"fused {row['fused_peak_mib']:.1f}, matmul {row['matmul_peak_mib']:.1f}, "
             f"reference {row['reference_peak_mib']:.1f} "
             f"({100 * row['memory_vs_reference']:.2f}% of reference) | "

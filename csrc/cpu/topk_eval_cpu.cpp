@@ -18,7 +18,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <tuple>
 #include <vector>
@@ -73,6 +75,17 @@ inline uint32_t above_mask(const double* x, double thr) {
 #endif
 }
 
+// The largest of the kScanWidth scores starting at x.
+inline float chunk_max(const float* x) {
+#if defined(__AVX512F__)
+  return _mm512_reduce_max_ps(_mm512_loadu_ps(x));
+#else
+  return *std::max_element(x, x + kScanWidth);
+#endif
+}
+
+inline double chunk_max(const double* x) { return *std::max_element(x, x + kScanWidth); }
+
 template <typename scalar_t>
 struct Ranked {
   scalar_t score;
@@ -93,8 +106,9 @@ class RunningTopK {
  public:
   RunningTopK(Ranked<scalar_t>* slots, int64_t k) : slots_(slots), k_(k) {}
 
+  // Scores at or below this value cannot get in.
   scalar_t threshold() const {
-    return size_ < k_ ? -std::numeric_limits<scalar_t>::infinity() : slots_[0].score;
+    return size_ < k_ ? below_floor_ : std::max(below_floor_, slots_[0].score);
   }
 
   void push(scalar_t score, int64_t item) {
@@ -120,7 +134,10 @@ class RunningTopK {
   }
 
   // Folds one row of scores for items first_item, first_item + 1, ... into the top-K.
-  void scan(const scalar_t* scores, int64_t n, int64_t first_item) {
+  void scan(const scalar_t* scores, int64_t n, int64_t first_item, std::vector<scalar_t>& scratch) {
+    if (size_ < k_) {
+      raise_floor(scores, n, scratch);
+    }
     scalar_t thr = threshold();
     int64_t j = 0;
     for (; j + kScanWidth <= n; j += kScanWidth) {
@@ -144,6 +161,28 @@ class RunningTopK {
   }
 
  private:
+  // While the top-K is still filling up, every item would get in. Instead, the K-th largest of
+  // the row's chunk maxima is taken as a floor: K distinct items score at least that much, so
+  // the final K-th best does too and anything below it can be skipped. Items equal to the floor
+  // may still tie their way in, so only scores strictly below it are skipped.
+  void raise_floor(const scalar_t* scores, int64_t n, std::vector<scalar_t>& maxima) {
+    const int64_t n_chunks = n / kScanWidth;
+    if (n_chunks < k_) {
+      return;
+    }
+    maxima.resize(n_chunks);
+    for (int64_t c = 0; c < n_chunks; ++c) {
+      maxima[c] = chunk_max(scores + c * kScanWidth);
+    }
+    std::nth_element(maxima.begin(), maxima.begin() + (k_ - 1), maxima.end(),
+                     std::greater<scalar_t>());
+    const scalar_t floor = maxima[k_ - 1];
+    if (floor > -std::numeric_limits<scalar_t>::infinity()) {
+      const scalar_t below = std::nextafter(floor, -std::numeric_limits<scalar_t>::infinity());
+      below_floor_ = std::max(below_floor_, below);
+    }
+  }
+
   // Offers the scores flagged in mask (bit q for scores[q]) and returns the new threshold. Kept
   // out of line so that the scan loop around it stays in registers.
   C10_NOINLINE scalar_t admit(const scalar_t* scores, uint32_t mask, int64_t first_item) {
@@ -161,6 +200,7 @@ class RunningTopK {
   Ranked<scalar_t>* slots_;
   int64_t k_;
   int64_t size_ = 0;
+  scalar_t below_floor_ = -std::numeric_limits<scalar_t>::infinity();
 };
 
 struct Csr {
@@ -253,7 +293,7 @@ class BlockRanker {
       for (int64_t r = 0; r < nu; ++r) {
         scalar_t* row = s + r * ni;
         mask_excluded(row, u0 + r, i0, ni);
-        best_[r].scan(row, ni, i0);
+        best_[r].scan(row, ni, i0, maxima_);
       }
     }
 
@@ -295,6 +335,7 @@ class BlockRanker {
   std::vector<Ranked<scalar_t>> slots_;
   std::vector<RunningTopK<scalar_t>> best_;
   std::vector<int64_t> targets_;
+  std::vector<scalar_t> maxima_;
   std::vector<double> dcg_at_;
   std::vector<int64_t> hits_at_;
 };

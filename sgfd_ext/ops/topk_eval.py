@@ -10,6 +10,9 @@ import torch
 from sgfd_ext.csr import CSR
 from sgfd_ext.ops.kernels import get_kernels
 
+# "ndcg" divides DCG by the ideal DCG of min(|targets|, K) items. "ndcg_hitnorm" divides by the
+# ideal DCG of the number of hits, as the GRCN and MAML evaluators do; it inflates NDCG and is
+# there for comparison with published tables only.
 METRIC_NAMES = ("recall", "ndcg", "precision", "hit", "ndcg_hitnorm")
 
 
