@@ -1,0 +1,27 @@
+"""The run summary table: grouping, mean and standard deviation, generated-feature labels."""
+
+import json
+
+from sgfd_ext.summarize import main, summary_table
+
+
+def _run(model, sgfd, seed, recall, source="real"):
+    return {"config": {"model": model, "sgfd": sgfd, "seed": seed},
+            "dataset": {"name": "office", "feature_source": source},
+            "test": {"recall@20": recall}, "best_epoch": 10, "train_seconds": 5.0}
+
+
+def test_groups_and_statistics():
+    runs = [_run("bm3", False, 0, 0.10), _run("bm3", False, 1, 0.14),
+            _run("bm3", True, 0, 0.20, "generated")]
+    table = summary_table(runs, ("recall@20",)).splitlines()
+    assert table[2] == "| office | bm3 | 2 (0,1) | 0.1200 ± 0.0283 | 10 | 5 |"
+    assert table[3] == "| office (generated features) | SGFD-bm3 | 1 (0) | 0.2000 ± 0.0000 | 10 | 5 |"
+
+
+def test_cli_reads_run_folders(tmp_path, capsys):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(_run("most-popular", False, 0, 0.08)))
+    assert main([str(folder), "--metrics", "recall@20"]) == 0
+    assert "| office | most-popular | 1 (0) | 0.0800 ± 0.0000 |" in capsys.readouterr().out

@@ -1,0 +1,66 @@
+"""Summarise finished runs: ``python -m sgfd_ext.summarize runs/*/results.json``.
+
+Groups the runs by dataset and model (SGFD or not) and prints a Markdown table of the test
+metrics as mean and standard deviation over seeds, with the number of runs and epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+
+def run_label(results: dict) -> str:
+    """``SGFD-bm3`` or ``bm3`` (``most-popular`` for the baseline)."""
+    cfg = results["config"]
+    return f"SGFD-{cfg['model']}" if cfg["sgfd"] else cfg["model"]
+
+
+def _cell(values: list[float]) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.4f} ± {std:.4f}"
+
+
+def summary_table(all_results: list[dict], metrics: tuple[str, ...]) -> str:
+    """Markdown table, one row per (dataset, model), metrics as mean ± std over the runs."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in all_results:
+        groups[(r["dataset"]["name"], run_label(r))].append(r)
+    header = ["dataset", "model", "runs (seeds)", *(f"test {m}" for m in metrics),
+              "best epoch", "train s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for (dataset, label), runs in sorted(groups.items()):
+        source = runs[0]["dataset"].get("feature_source", "real")
+        name = dataset if source == "real" else f"{dataset} ({source} features)"
+        seeds = ",".join(str(r["config"]["seed"]) for r in sorted(runs, key=lambda r: r["config"]["seed"]))
+        cells = [_cell([r["test"][m] for r in runs]) for m in metrics]
+        epochs = [r.get("best_epoch", 0) for r in runs]
+        seconds = [r.get("train_seconds", 0.0) for r in runs]
+        lines.append(f"| {name} | {label} | {len(runs)} ({seeds}) | " + " | ".join(cells)
+                     + f" | {statistics.fmean(epochs):.0f} | {statistics.fmean(seconds):.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sgfd_ext.summarize", description=__doc__)
+    parser.add_argument("results", nargs="+", help="results.json files or run folders")
+    parser.add_argument("--metrics", default="recall@20,ndcg@20,recall@10,ndcg@10")
+    args = parser.parse_args(argv)
+    loaded = []
+    for item in args.results:
+        path = Path(item)
+        path = path / "results.json" if path.is_dir() else path
+        try:
+            loaded.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as err:
+            parser.exit(2, f"error: cannot read {path}: {err}\n")
+    print(summary_table(loaded, tuple(args.metrics.split(","))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
