@@ -15,8 +15,8 @@ def test_groups_and_statistics():
     runs = [_run("bm3", False, 0, 0.10), _run("bm3", False, 1, 0.14),
             _run("bm3", True, 0, 0.20, "generated")]
     table = summary_table(runs, ("recall@20",)).splitlines()
-    assert table[2] == "| office | bm3 | 2 (0,1) | 0.1200 ± 0.0283 | 10 | 5 |"
-    assert table[3] == "| office (generated features) | SGFD-bm3 | 1 (0) | 0.2000 ± 0.0000 | 10 | 5 |"
+    assert table[3] == "| office | bm3 | 2 (0,1) | 0.1200 ± 0.0283 | 10 | 5 |"
+    assert table[2] == "| office (generated features) | SGFD-bm3 | 1 (0) | 0.2000 ± 0.0000 | 10 | 5 |"
 
 
 def test_cli_reads_run_folders(tmp_path, capsys):
