@@ -58,3 +58,25 @@ def test_nonfinite_loss_is_reported(tiny_dataset):
         trainer.model.user_embedding.fill_(math.nan)
     with pytest.raises(FloatingPointError, match="training loss became nan"):
         trainer.fit()
+
+
+def test_bfloat16_autocast_trains_close_to_float32(tiny_dataset):
+    full = Trainer(tiny_dataset, _cfg(epochs=1))
+    mixed = Trainer(tiny_dataset, _cfg(epochs=1, autocast="bfloat16"))
+    batch = next(iter(full.sampler))
+    with mixed.autocast():
+        assert mixed.model.predictor(torch.randn(3, 16)).dtype == torch.bfloat16
+    loss_full, loss_mixed = full.train_step(batch, 0), mixed.train_step(batch, 0)
+    assert loss_mixed != loss_full
+    assert loss_mixed == pytest.approx(loss_full, rel=0.05)
+
+    mixed = Trainer(tiny_dataset, _cfg(autocast="bfloat16"))
+    before = mixed.evaluate("valid")["recall@20"]
+    mixed.fit()
+    assert mixed.state.best_score > before
+    assert all(p.dtype == torch.float32 for p in mixed.model.parameters())
+
+
+def test_unknown_autocast_dtype_is_rejected():
+    with pytest.raises(ValueError, match="autocast must be one of"):
+        _cfg(autocast="int8")
