@@ -74,3 +74,25 @@ def test_fused_and_reference_kernels_give_the_same_run(tiny_dataset, model):
         assert a["valid"]["recall@20"] == pytest.approx(b["valid"]["recall@20"], abs=1e-6)
     for key in ("recall@20", "ndcg@20", "recall@10", "ndcg@10"):
         assert t_fused[key] == pytest.approx(t_ref[key], abs=1e-6)
+
+
+def test_bfloat16_autocast_trains_close_to_float32(tiny_dataset):
+    full = Trainer(tiny_dataset, _cfg(epochs=1))
+    mixed = Trainer(tiny_dataset, _cfg(epochs=1, autocast="bfloat16"))
+    batch = next(iter(full.sampler))
+    with mixed.autocast():
+        assert mixed.model.predictor(torch.randn(3, 16)).dtype == torch.bfloat16
+    loss_full, loss_mixed = full.train_step(batch, 0), mixed.train_step(batch, 0)
+    assert loss_mixed != loss_full
+    assert loss_mixed == pytest.approx(loss_full, rel=0.05)
+
+    mixed = Trainer(tiny_dataset, _cfg(autocast="bfloat16"))
+    before = mixed.evaluate("valid")["recall@20"]
+    mixed.fit()
+    assert mixed.state.best_score > before
+    assert all(p.dtype == torch.float32 for p in mixed.model.parameters())
+
+
+def test_unknown_autocast_dtype_is_rejected():
+    with pytest.raises(ValueError, match="autocast must be one of"):
+        _cfg(autocast="int8")

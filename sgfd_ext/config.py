@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+AUTOCAST_DTYPES = (None, "bfloat16", "float16")
+
 
 @dataclass
 class SGFDConfig:
@@ -62,11 +64,16 @@ class TrainConfig:
     select_metric: str = "recall@20"
     select_on_test: bool = False
     kernels: str = "fused"
+    autocast: str | None = None  # "bfloat16" or "float16": mixed-precision training forward
     threads: int | None = None
     out_dir: str = "runs"
     time_limit_s: float | None = None
     model_args: dict = field(default_factory=dict)
     sgfd_args: SGFDConfig = field(default_factory=SGFDConfig)
+
+    def __post_init__(self) -> None:
+        if self.autocast not in AUTOCAST_DTYPES:
+            raise ValueError(f"autocast must be one of {AUTOCAST_DTYPES}, got {self.autocast!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

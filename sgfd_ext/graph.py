@@ -43,5 +43,9 @@ class _SymmetricPropagate(torch.autograd.Function):
 
 
 def propagate(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """One graph-convolution step with a symmetric normalised adjacency."""
-    return _SymmetricPropagate.apply(adj, x)
+    """One graph-convolution step with a symmetric normalised adjacency.
+
+    Under autocast it keeps the adjacency's precision (no bfloat16 sparse CPU kernel).
+    """
+    with torch.autocast(x.device.type, enabled=False):
+        return _SymmetricPropagate.apply(adj, x.to(adj.dtype))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -95,10 +96,17 @@ class Trainer:
             return evaluate_model(self.model, exclude, target, self.cfg.ks,
                                   self.cfg.eval_batch_size)
 
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision for the training forward when ``cfg.autocast`` names a dtype."""
+        if self.cfg.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=getattr(torch, self.cfg.autocast))
+
     def train_step(self, batch: dict[str, torch.Tensor], index: int) -> float:
         """One optimiser step on a mini-batch; returns its loss."""
         batch = {k: v.to(self.device) for k, v in batch.items()}
-        loss = self.model.training_loss(batch)
+        with self.autocast():
+            loss = self.model.training_loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training loss became {loss.item()} at epoch {self.state.epoch}, "

@@ -93,3 +93,8 @@ def _backward(ctx, grad_s, grad_fd, _grad_norm):
 
 
 torch.library.register_autograd("sgfd_ext::student_fd", _backward, setup_context=_setup_context)
+
+# Limitation: under autocast the fused op runs in float32 (its CPU kernel has no bfloat16 path),
+# so only the layers around it gain from reduced precision.
+for _device in ("cpu", "cuda"):
+    torch.library.register_autocast("sgfd_ext::student_fd", _device, torch.float32)
