@@ -146,3 +146,14 @@ def test_deep_student_has_teacher_architecture():
     feats, loss = sg(torch.tensor([0, 2, 5]))
     assert feats["a"].shape == (3, 16) and feats["b"].shape == (3, 16)
     assert torch.isfinite(loss)
+
+
+def test_repeated_items_count_once_and_students_follow_batch_order():
+    tau, lce, lkd = 2.0, 0.3, 0.7
+    ce_m, ce_f, fd, ld = _by_hand(tau=tau)
+    sg = _make(SGFDConfig(lambda_ce=lce, lambda_kd=lkd, tau=tau))
+    students, loss = sg(torch.tensor([1, 0, 1, 1]))
+    assert loss.item() == pytest.approx(lce * (ce_m + ce_f) + lkd * (fd + ld), rel=1e-5)
+    assert students["m"].shape == (4, 2)
+    assert torch.equal(students["m"][0], students["m"][2])
+    assert students["m"][1].tolist() == pytest.approx([3 / math.sqrt(73), 8 / math.sqrt(73)])
