@@ -25,3 +25,11 @@ def test_cli_reads_run_folders(tmp_path, capsys):
     (folder / "results.json").write_text(json.dumps(_run("most-popular", False, 0, 0.08)))
     assert main([str(folder), "--metrics", "recall@20"]) == 0
     assert "| office | most-popular | 1 (0) | 0.0800 ± 0.0000 |" in capsys.readouterr().out
+
+
+def test_runs_with_other_settings_are_not_pooled():
+    a, b = _run("bm3", False, 0, 0.10), _run("bm3", False, 1, 0.20)
+    b["config"]["lr"] = 0.5
+    table = summary_table([a, b], ("recall@20",))
+    assert "bm3 (settings 1 of 2) | 1 (0)" in table or "bm3 (settings 1 of 2) | 1 (1)" in table
+    assert "(settings 2 of 2)" in table

@@ -1,7 +1,7 @@
 """Summarise finished runs: ``python -m sgfd_ext.summarize runs/*/results.json``.
 
-Groups the runs by dataset and model (SGFD or not) and prints a Markdown table of the test
-metrics as mean and standard deviation over seeds, with the number of runs and epochs.
+Groups the runs that differ only in their seed and prints a Markdown table of the test metrics
+as mean and standard deviation over seeds, with the number of runs and epochs.
 """
 
 from __future__ import annotations
@@ -20,6 +20,15 @@ def run_label(results: dict) -> str:
     return f"SGFD-{cfg['model']}" if cfg["sgfd"] else cfg["model"]
 
 
+# Settings that do not change what a run computes; runs differing only in these are grouped.
+_INCIDENTAL = {"seed", "out_dir", "data_root", "threads", "device", "time_limit_s", "run_dir"}
+
+
+def _settings(results: dict) -> str:
+    cfg = {k: v for k, v in results["config"].items() if k not in _INCIDENTAL}
+    return json.dumps(cfg, sort_keys=True)
+
+
 def _cell(values: list[float]) -> str:
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.fmean(values):.4f} ± {std:.4f}"
@@ -27,13 +36,19 @@ def _cell(values: list[float]) -> str:
 
 def summary_table(all_results: list[dict], metrics: tuple[str, ...]) -> str:
     """Markdown table, one row per (dataset, model), metrics as mean ± std over the runs."""
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for r in all_results:
-        groups[(r["dataset"]["name"], run_label(r))].append(r)
+        groups[(r["dataset"]["name"], run_label(r), _settings(r))].append(r)
+    per_label = defaultdict(list)
+    for dataset, label, settings in sorted(groups):
+        per_label[(dataset, label)].append(settings)
     header = ["dataset", "model", "runs (seeds)", *(f"test {m}" for m in metrics),
               "best epoch", "train s"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for (dataset, label), runs in sorted(groups.items()):
+    for (dataset, label, settings), runs in sorted(groups.items()):
+        variants = per_label[(dataset, label)]
+        if len(variants) > 1:
+            label = f"{label} (settings {variants.index(settings) + 1} of {len(variants)})"
         source = runs[0]["dataset"].get("feature_source", "real")
         name = dataset if source == "real" else f"{dataset} ({source} features)"
         seeds = ",".join(str(r["config"]["seed"]) for r in sorted(runs, key=lambda r: r["config"]["seed"]))
