@@ -122,6 +122,20 @@ class SGFD(nn.Module):
 
     def forward(self, items: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Student features of ``items`` and the weighted SGFD loss computed on those items."""
+        return self._objective(items, None)
+
+    def forward_all(self, items: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Student features of every item and the SGFD loss on ``items``, students run once.
+
+        For base models that propagate the features of all items at each step.
+        """
+        students = self.student_features(None)
+        _, loss = self._objective(items, students)
+        return students, loss
+
+    def _objective(
+        self, items: torch.Tensor, all_students: dict[str, torch.Tensor] | None
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         cfg = self.cfg
         y = self.labels[items]
         students, teachers, fd_losses, ld_losses = {}, {}, [], []
@@ -129,7 +143,10 @@ class SGFD(nn.Module):
             x = self.feature(m)[items]
             t = self.teachers[m](x)
             t_kd = t.detach() if cfg.detach_teacher else t
-            if isinstance(self.students[m], Student):
+            if all_students is not None:
+                s = all_students[m][items]
+                fd = F.mse_loss(s, t_kd)
+            elif isinstance(self.students[m], Student):
                 s, fd = self.students[m].forward_with_fd(x, t_kd)
             else:
                 s = self.students[m](x)

@@ -109,6 +109,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
+                self.model.after_step()
                 total += float(loss)
                 if self.callbacks.on_batch:
                     self.callbacks.on_batch(b, n, float(loss))
