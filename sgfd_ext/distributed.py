@@ -211,6 +211,7 @@ class DistributedTrainer(Trainer):
                 "lower the learning rate or check the features"
             )
         self.optimizer.step()
+        self.model.after_step()
         return total
 
     def evaluate(self, split: str) -> dict[str, float]:

@@ -128,6 +128,20 @@ class SGFD(nn.Module):
         holds about half as many distinct items on Office) and the losses average over the
         distinct items; the student rows are then repeated back into the batch's order.
         """
+        return self._objective(items, None)
+
+    def forward_all(self, items: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Student features of every item and the SGFD loss on ``items``, students run once.
+
+        For base models that propagate the features of all items at each step.
+        """
+        students = self.student_features(None)
+        _, loss = self._objective(items, students)
+        return students, loss
+
+    def _objective(
+        self, items: torch.Tensor, all_students: dict[str, torch.Tensor] | None
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         cfg = self.cfg
         distinct, inverse = torch.unique(items, return_inverse=True)
         y = self.labels[distinct]
@@ -136,7 +150,10 @@ class SGFD(nn.Module):
             x = self.feature(m)[distinct]
             t = self.teachers[m](x)
             t_kd = t.detach() if cfg.detach_teacher else t
-            if isinstance(self.students[m], Student):
+            if all_students is not None:
+                s = all_students[m][distinct]
+                fd = F.mse_loss(s, t_kd)
+            elif isinstance(self.students[m], Student):
                 s, fd = self.students[m].forward_with_fd(x, t_kd)
             else:
                 s = self.students[m](x)

@@ -115,6 +115,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        self.model.after_step()
         return loss.item()
 
     def train_epoch(self) -> float:

@@ -17,10 +17,17 @@ from sgfd_ext.models.extractors import (
     SGFDExtractor,
     linear_projections,
 )
+from sgfd_ext.models.grcn import GRCN, GRCNConfig
 from sgfd_ext.models.lightgcn import LightGCN, LightGCNConfig
+from sgfd_ext.models.maml import MAML, MAMLConfig
 from sgfd_ext.sgfd import SGFD
 
-MODELS = {"bm3": (BM3, BM3Config), "lightgcn": (LightGCN, LightGCNConfig)}
+MODELS = {
+    "bm3": (BM3, BM3Config),
+    "grcn": (GRCN, GRCNConfig),
+    "maml": (MAML, MAMLConfig),
+    "lightgcn": (LightGCN, LightGCNConfig),
+}
 
 __all__ = ["MODELS", "Recommender", "build_model"]
 
@@ -35,16 +42,20 @@ def _model_config(config_cls: type, args: dict):
     return config_cls(**args)
 
 
+def _features(dataset: Dataset, device: torch.device) -> dict[str, torch.Tensor]:
+    return {m: torch.from_numpy(f).float().to(device) for m, f in dataset.features.items()}
+
+
 def build_extractor(dataset: Dataset, cfg: TrainConfig, device: torch.device,
                     own: FeatureExtractor | None = None) -> FeatureExtractor:
     """The SGFD students when ``cfg.sgfd``, else the base model's own extractor ``own``."""
-    features = {m: torch.from_numpy(f).float().to(device) for m, f in dataset.features.items()}
+    if not cfg.sgfd and own is not None:
+        return own
+    features = _features(dataset, device)
     if cfg.sgfd:
         labels = torch.from_numpy(dataset.labels).long().to(device)
         sgfd = SGFD(features, labels, dataset.n_classes, cfg.embedding_dim, cfg.sgfd_args)
         return SGFDExtractor(sgfd)
-    if own is not None:
-        return own
     return ProjectionExtractor(features, linear_projections(features, cfg.embedding_dim))
 
 
@@ -59,7 +70,11 @@ def build_model(dataset: Dataset, cfg: TrainConfig, device: torch.device) -> Rec
             raise ValueError(f"{cfg.model} uses no item features, so it has no SGFD variant")
         extractor = None
     else:
-        extractor = build_extractor(dataset, cfg, device)
+        own = None
+        if not cfg.sgfd:
+            own = model_cls.own_extractor(_features(dataset, device), cfg.embedding_dim,
+                                          model_cfg)
+        extractor = build_extractor(dataset, cfg, device, own=own)
     model = model_cls(dataset.n_users, dataset.n_items, dataset.train, cfg.embedding_dim,
                       extractor, model_cfg)
     return model.to(device)

@@ -26,9 +26,21 @@ class Recommender(nn.Module):
         self.n_items = n_items
         self.extractor = extractor
 
+    @classmethod
+    def own_extractor(
+        cls, features: dict[str, torch.Tensor], dim: int, cfg: object
+    ) -> FeatureExtractor | None:
+        """The model's own feature extractor, used without SGFD (None: one linear layer per
+        modality)."""
+        return None
+
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The full training objective on a batch, the extractor's auxiliary loss included."""
         raise NotImplementedError
+
+    def after_step(self) -> None:
+        """Called by the trainer after each optimiser step, e.g. to keep parameters within
+        constraints; nothing by default."""
 
     def representations(self) -> tuple[torch.Tensor, torch.Tensor]:
         """User and item vectors whose dot product is the ranking score."""
