@@ -28,21 +28,14 @@ def _student_all_items(sgfd: SGFD, modality: str) -> torch.Tensor:
 
 
 def _sgfd_loss(sgfd: SGFD, items: torch.Tensor, students: dict[str, torch.Tensor]):
-    """The weighted SGFD loss on the batch's items, from the full student tables.
-
-    As in the reference, the teacher runs on every row of the batch, duplicates included; the
-    loss then takes one row per distinct item, which is how the loss is defined.
-    """
+    """The weighted SGFD loss on the batch's items, from the full student tables."""
     cfg = sgfd.cfg
-    distinct, inverse = torch.unique(items, return_inverse=True)
-    rows = torch.arange(len(items), device=items.device)
-    first = torch.full_like(distinct, len(items)).scatter_reduce_(0, inverse, rows, "amin")
-    y = sgfd.labels[distinct]
+    y = sgfd.labels[items]
     teachers, fd_losses, ld_losses = {}, [], []
     for m in sgfd.modalities:
-        t = sgfd.teachers[m](sgfd.feature(m)[items])[first]
+        t = sgfd.teachers[m](sgfd.feature(m)[items])
         t_kd = t.detach() if cfg.detach_teacher else t
-        s = students[m][distinct]
+        s = students[m][items]
         teachers[m] = t
         fd_losses.append(F.mse_loss(s, t_kd))
         ld_losses.append(sgfd._response_distance(m, t_kd, s))

@@ -124,9 +124,12 @@ class SGFD(nn.Module):
     def forward(self, items: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Student features of ``items`` and the weighted SGFD loss computed on those items.
 
-        Teachers and students run once per distinct item of the batch (a batch of 2,048 pairs
-        holds about half as many distinct items on Office) and the losses average over the
-        distinct items; the student rows are then repeated back into the batch's order.
+        The losses are means over the batch's rows, repeated items included, so a batch split
+        across processes gives the same gradient as a whole one.
+
+        Limitation: teachers and students run once per row, not once per distinct item; a
+        batch of 2,048 pairs holds about 1,060 distinct items on Office, so about half of the
+        teacher's work repeats itself there.
         """
         return self._objective(items, None)
 
@@ -143,15 +146,14 @@ class SGFD(nn.Module):
         self, items: torch.Tensor, all_students: dict[str, torch.Tensor] | None
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         cfg = self.cfg
-        distinct, inverse = torch.unique(items, return_inverse=True)
-        y = self.labels[distinct]
+        y = self.labels[items]
         students, teachers, fd_losses, ld_losses = {}, {}, [], []
         for m in self.modalities:
-            x = self.feature(m)[distinct]
+            x = self.feature(m)[items]
             t = self.teachers[m](x)
             t_kd = t.detach() if cfg.detach_teacher else t
             if all_students is not None:
-                s = all_students[m][distinct]
+                s = all_students[m][items]
                 fd = F.mse_loss(s, t_kd)
             elif isinstance(self.students[m], Student):
                 s, fd = self.students[m].forward_with_fd(x, t_kd)
@@ -170,7 +172,7 @@ class SGFD(nn.Module):
             kd = kd + torch.stack(ld_losses).mean()
         if cfg.use_fd:
             kd = kd + torch.stack(fd_losses).mean()
-        return {m: s[inverse] for m, s in students.items()}, loss + cfg.lambda_kd * kd
+        return students, loss + cfg.lambda_kd * kd
 
     def _cross_entropy(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.cfg.reference_double_softmax:
