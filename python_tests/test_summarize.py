@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from sgfd_ext.summarize import main, summary_table
 
 
@@ -33,3 +35,17 @@ def test_runs_with_other_settings_are_not_pooled():
     table = summary_table([a, b], ("recall@20",))
     assert "bm3 (settings 1 of 2) | 1 (0)" in table or "bm3 (settings 1 of 2) | 1 (1)" in table
     assert "(settings 2 of 2)" in table
+
+
+def test_cli_accepts_an_output_folder_and_rejects_unknown_metrics(tmp_path, capsys):
+    for seed in (0, 1):
+        run = tmp_path / f"run{seed}"
+        run.mkdir()
+        (run / "results.json").write_text(json.dumps(_run("bm3", False, seed, 0.1 + seed / 10)))
+    (tmp_path / "unfinished").mkdir()
+    assert main([str(tmp_path), "--metrics", "recall@20"]) == 0
+    assert "| office | bm3 | 2 (0,1) | 0.1500 ± 0.0707 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), "--metrics", "bogus@3"])
+    assert exit_info.value.code == 2
+    assert "unknown metric(s) bogus@3" in capsys.readouterr().err

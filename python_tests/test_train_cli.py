@@ -47,3 +47,19 @@ def test_unknown_dataset_is_a_clear_error(tmp_path):
     assert proc.returncode != 0
     assert "unknown dataset 'nosuch'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model", "nosuch"], "unknown model 'nosuch'"),
+    (["--lr", "-1"], "lr must be positive"),
+    (["--batch-size", "0"], "batch_size must be at least 1"),
+    (["--lambda-ce", "-1"], "lambda_ce and lambda_kd must be >= 0"),
+])
+def test_bad_settings_are_clear_errors(tmp_path, flags, message):
+    proc = subprocess.run(
+        [sys.executable, "-m", "sgfd_ext.train", "--out-dir", str(tmp_path), *flags],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr

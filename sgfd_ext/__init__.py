@@ -4,10 +4,11 @@ import logging
 
 import torch  # noqa: F401  (loads the PyTorch libraries the extension links against)
 
-from sgfd_ext import (
-    _C,  # noqa: F401  (registers the torch.ops.sgfd_ext operators)
-    ops,  # noqa: F401  (fake implementations and autograd formulas)
-)
+from sgfd_ext._loader import load_extension
+
+_C = load_extension()  # registers the torch.ops.sgfd_ext operators
+
+from sgfd_ext import ops  # noqa: F401  (fake implementations and autograd formulas)
 
 __version__ = "0.1.0"
 

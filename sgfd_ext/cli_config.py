@@ -77,6 +77,11 @@ def _parse_value(text: str):
 
 def config_from_args(args: argparse.Namespace, ablations: tuple[str, ...] = ()) -> TrainConfig:
     """Defaults, then the published preset, then explicit flags, then ``ablations``."""
+    from sgfd_ext.models import MODELS
+
+    known = sorted(set(MODELS) | set(FEATURELESS_MODELS))
+    if args.model not in known:
+        raise ValueError(f"unknown model {args.model!r}; known: {', '.join(known)}")
     dataset = DATASET_ALIASES.get(args.dataset, args.dataset)
     preset = preset_for(args.model, dataset)
     top = {k: v for k, v in preset.items() if k not in ("model_args", "sgfd_args")}

@@ -35,6 +35,9 @@ class SGFDConfig:
             raise ValueError(f"ld_distance must be 'l1' or 'l2', got {self.ld_distance!r}")
         if self.tau <= 0:
             raise ValueError(f"tau must be positive, got {self.tau}")
+        if self.lambda_ce < 0 or self.lambda_kd < 0:
+            raise ValueError(f"lambda_ce and lambda_kd must be >= 0, got {self.lambda_ce} and "
+                             f"{self.lambda_kd}")
         if self.teacher_ratio < 2:
             raise ValueError(f"teacher_ratio must be at least 2, got {self.teacher_ratio}")
 
@@ -74,6 +77,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.autocast not in AUTOCAST_DTYPES:
             raise ValueError(f"autocast must be one of {AUTOCAST_DTYPES}, got {self.autocast!r}")
+        for name in ("epochs", "patience", "eval_every", "batch_size", "embedding_dim",
+                     "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -65,15 +65,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("results", nargs="+", help="results.json files or run folders")
     parser.add_argument("--metrics", default="recall@20,ndcg@20,recall@10,ndcg@10")
     args = parser.parse_args(argv)
-    loaded = []
+    paths = []
     for item in args.results:
         path = Path(item)
-        path = path / "results.json" if path.is_dir() else path
+        if path.is_dir():
+            found = [path / "results.json"] if (path / "results.json").is_file() else sorted(
+                path.glob("*/results.json"))
+            if not found:
+                print(f"skipped {path}: no results.json (an unfinished run?)", file=sys.stderr)
+            paths.extend(found)
+        else:
+            paths.append(path)
+    loaded = []
+    for path in paths:
         try:
             loaded.append(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError) as err:
             parser.exit(2, f"error: cannot read {path}: {err}\n")
-    print(summary_table(loaded, tuple(args.metrics.split(","))))
+    if not loaded:
+        parser.exit(2, "error: no results to summarise\n")
+    metrics = tuple(args.metrics.split(","))
+    missing = [m for m in metrics if any(m not in r["test"] for r in loaded)]
+    if missing:
+        parser.exit(2, f"error: unknown metric(s) {', '.join(missing)}; known: "
+                       f"{', '.join(sorted(loaded[0]['test']))}\n")
+    print(summary_table(loaded, metrics))
     return 0
 
 
