@@ -10,10 +10,9 @@ and zero the two dense gradients, which every implementation writes.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
-from harness import DEFAULT_OUT_DIR, measure, print_header, print_row, report
+from harness import measure, operator_arguments, print_header, print_row, report
 
 import sgfd_ext  # noqa: F401  (loads the operators)
 from sgfd_ext.ops.bpr import bpr_loss, bpr_loss_reference
@@ -61,12 +60,7 @@ COLUMNS = ["batch", "d", "fused_ms", "reference_ms", "floor_ms", "speedup", "spe
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one shape, a few seconds")
-    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
-    parser.add_argument("--repeats", type=int, default=None)
+    operator_arguments(parser, "one shape, a few seconds")
     args = parser.parse_args()
 
     if args.threads:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from harness import DEFAULT_OUT_DIR, measure, print_header, print_row, report
+from harness import measure, operator_arguments, print_header, print_row, report
 
 import sgfd_ext  # noqa: F401  (loads the operators)
 from sgfd_ext.ops.student_fd import student_fd, student_fd_reference
@@ -69,12 +68,7 @@ COLUMNS = ["B", "D", "d", "x_grad", "fused_ms", "reference_ms", "matmul_ms", "sp
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one small shape, a few seconds")
-    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
-    parser.add_argument("--repeats", type=int, default=None)
+    operator_arguments(parser, "one small shape, a few seconds")
     args = parser.parse_args()
 
     if args.threads:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import statistics
 import time
@@ -11,6 +12,16 @@ from pathlib import Path
 import torch
 
 DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "results"
+
+
+def operator_arguments(parser: argparse.ArgumentParser, quick_help: str) -> None:
+    """Flags shared by the operator benchmarks: mode, output, device, dtype, threads, repeats."""
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--repeats", type=int, default=None)
 
 
 def sync(device: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -22,6 +23,24 @@ def _summarise(metrics: torch.Tensor, ks: tuple[int, ...]) -> dict[str, float]:
     return out
 
 
+def _evaluate_blocks(
+    rank_block: Callable[[int, int, CSR, CSR], torch.Tensor],
+    exclude: CSR,
+    target: CSR,
+    ks: tuple[int, ...],
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, float]:
+    """Rank users in blocks of ``batch_size`` and average their metrics."""
+    parts = []
+    for start in range(0, exclude.n_rows, batch_size):
+        stop = min(start + batch_size, exclude.n_rows)
+        block_exclude = exclude.rows(start, stop).to(device)
+        block_target = target.rows(start, stop).to(device)
+        parts.append(rank_block(start, stop, block_exclude, block_target).cpu())
+    return _summarise(torch.cat(parts), ks)
+
+
 @torch.no_grad()
 def evaluate_model(
     model, exclude: CSR, target: CSR, ks: tuple[int, ...], batch_size: int = 4096
@@ -31,16 +50,15 @@ def evaluate_model(
     model.eval()
     state = model.ranking_state()
     device = state[0].device
-    parts = []
-    for start in range(0, exclude.n_rows, batch_size):
-        stop = min(start + batch_size, exclude.n_rows)
+
+    def rank_block(start: int, stop: int, block_exclude: CSR, block_target: CSR) -> torch.Tensor:
         users = torch.arange(start, stop, device=device)
-        _, metrics = model.rank(
-            state, users, exclude.rows(start, stop).to(device), target.rows(start, stop).to(device), ks
-        )
-        parts.append(metrics.cpu())
-    model.train(was_training)
-    return _summarise(torch.cat(parts), ks)
+        return model.rank(state, users, block_exclude, block_target, ks)[1]
+
+    try:
+        return _evaluate_blocks(rank_block, exclude, target, ks, batch_size, device)
+    finally:
+        model.train(was_training)
 
 
 def evaluate_embeddings(
@@ -52,15 +70,12 @@ def evaluate_embeddings(
     batch_size: int = 4096,
 ) -> dict[str, float]:
     """The same metrics for fixed dot-product embeddings (used by non-neural baselines)."""
-    parts = []
-    for start in range(0, exclude.n_rows, batch_size):
-        stop = min(start + batch_size, exclude.n_rows)
-        _, metrics = topk_eval(
-            user_emb[start:stop].contiguous(), item_emb, exclude.rows(start, stop),
-            target.rows(start, stop), ks,
-        )
-        parts.append(metrics)
-    return _summarise(torch.cat(parts), ks)
+
+    def rank_block(start: int, stop: int, block_exclude: CSR, block_target: CSR) -> torch.Tensor:
+        users = user_emb[start:stop].contiguous()
+        return topk_eval(users, item_emb, block_exclude, block_target, ks)[1]
+
+    return _evaluate_blocks(rank_block, exclude, target, ks, batch_size, user_emb.device)
 
 
 def most_popular(
