@@ -77,10 +77,12 @@ def test_ablation_table_compares_full_sgfd_with_each_ablation():
 
 
 def test_write_report_outputs(tmp_path):
-    info = {"dataset": "office", "feature_source": "generated"}
+    info = {"dataset": "office", "feature_source": "generated",
+            "command": "python -m sgfd_ext.experiment --dataset office --seeds 5"}
     paths = write_report(tmp_path, _runs(), ["maml", "grcn"], ["no-ce"], info)
     text = paths["report"].read_text()
     assert "generated stand-ins" in text and "# SGFD on office" in text
+    assert "Command: `python -m sgfd_ext.experiment --dataset office --seeds 5`" in text
     assert "## Ablations of SGFD" in text and "SGFD-MAML (no-ce)" in text
     record = json.loads(paths["results"].read_text())
     assert record["feature_source"] == "generated" and "generated" in record["features_note"]
@@ -108,7 +110,8 @@ def test_experiment_plans_pairs_and_resumes(tmp_path):
 
     def fake_train(dataset, cfg, progress=True):
         calls.append(cfg)
-        return {"test": {"recall@20": 0.1 + 0.01 * cfg.seed, "ndcg@20": 0.05}, "valid": {}}
+        return {"config": cfg.to_dict(), "valid": {},
+                "test": {"recall@20": 0.1 + 0.01 * cfg.seed, "ndcg@20": 0.05}}
 
     ds = tiny_dataset()
     runs = experiment.run_experiment(ds, args, tmp_path, train=fake_train)
@@ -122,6 +125,12 @@ def test_experiment_plans_pairs_and_resumes(tmp_path):
     calls.clear()
     again = experiment.run_experiment(ds, args, tmp_path, train=fake_train)
     assert len(again) == 12 and [(c.model, c.sgfd, c.seed) for c in calls] == [("maml", True, 1)]
+
+    # finished runs are only reused under the settings they were trained with
+    changed = experiment.parse_args(["--dataset", "office", "--models", "maml,grcn", "--seeds", "2",
+                                     "--ablations", "no-ce", "--epochs", "2", "--dim", "8"])
+    with pytest.raises(ValueError, match=r"maml-base-seed0.json: .*other settings \(epochs\)"):
+        experiment.run_experiment(ds, changed, tmp_path, train=fake_train)
 
 
 def test_experiment_rejects_single_run_flags():

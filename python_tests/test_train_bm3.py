@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
+from sgfd_ext.baselines import most_popular
 from sgfd_ext.config import SGFDConfig, TrainConfig
-from sgfd_ext.evaluation import most_popular
 from sgfd_ext.trainer import Trainer
 
 

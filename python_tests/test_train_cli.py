@@ -34,9 +34,12 @@ def test_train_two_epochs_writes_results(tmp_path, extra):
     assert results["environment"]["torch"]
 
 
-def test_most_popular_baseline(tmp_path):
-    _, results = _run(tmp_path, "--model", "most-popular")
-    assert 0.05 < results["test"]["recall@20"] < 0.2
+@pytest.mark.parametrize("model", ["most-popular", "itemknn"])
+def test_baselines_run_from_the_command_line(tmp_path, model):
+    stdout, results = _run(tmp_path, "--model", model)
+    assert f"{model} on movielens-100k" in stdout
+    assert results["config"]["model"] == model and results["config"]["sgfd"] is False
+    assert 0.05 < results["test"]["recall@20"] < 0.3 and results["valid"]["users"] > 900
 
 
 def test_unknown_dataset_is_a_clear_error(tmp_path):

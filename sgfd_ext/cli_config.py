@@ -10,7 +10,7 @@ from sgfd_ext.ops.kernels import KERNELS
 from sgfd_ext.presets import DATASET_ALIASES, preset_for
 
 # Models that take no item features: they always run without SGFD.
-FEATURELESS_MODELS = ("lightgcn", "most-popular")
+FEATURELESS_MODELS = ("lightgcn", "most-popular", "itemknn")
 
 # Ablation switches: flag -> (SGFDConfig field, value it sets).
 ABLATIONS = {
@@ -37,12 +37,14 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="MMRec layout: semantic labels (.npy, or CSV of item,label)")
     p.add_argument("--clusters", dest="n_clusters", type=int,
                    help="MMRec layout without labels: number of k-means clusters")
-    p.add_argument("--model", default="bm3")
+    p.add_argument("--model", default="bm3",
+                   help="bm3, grcn, maml, lightgcn, or a baseline: most-popular, itemknn")
     p.add_argument("--no-sgfd", action="store_true", help="the plain base model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--patience", type=int, help="evaluations without improvement before stopping")
+    p.add_argument("--patience", type=int,
+                   help="epochs without a better validation score before stopping")
     p.add_argument("--eval-every", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)

@@ -61,6 +61,24 @@ def evaluate_model(
         model.train(was_training)
 
 
+def evaluate_scores(
+    user_block: Callable[[int, int], tuple[torch.Tensor, torch.Tensor]],
+    exclude: CSR,
+    target: CSR,
+    ks: tuple[int, ...],
+    batch_size: int = 4096,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """The same metrics for dot-product scores: ``user_block(start, stop)`` gives the user
+    rows and the item rows whose products score users ``start..stop-1``."""
+
+    def rank_block(start: int, stop: int, block_exclude: CSR, block_target: CSR) -> torch.Tensor:
+        users, items = user_block(start, stop)
+        return topk_eval(users.contiguous(), items, block_exclude, block_target, ks)[1]
+
+    return _evaluate_blocks(rank_block, exclude, target, ks, batch_size, torch.device(device))
+
+
 def evaluate_embeddings(
     user_emb: torch.Tensor,
     item_emb: torch.Tensor,
@@ -70,18 +88,5 @@ def evaluate_embeddings(
     batch_size: int = 4096,
 ) -> dict[str, float]:
     """The same metrics for fixed dot-product embeddings (used by non-neural baselines)."""
-
-    def rank_block(start: int, stop: int, block_exclude: CSR, block_target: CSR) -> torch.Tensor:
-        users = user_emb[start:stop].contiguous()
-        return topk_eval(users, item_emb, block_exclude, block_target, ks)[1]
-
-    return _evaluate_blocks(rank_block, exclude, target, ks, batch_size, user_emb.device)
-
-
-def most_popular(
-    train: CSR, n_items: int, exclude: CSR, target: CSR, ks: tuple[int, ...]
-) -> dict[str, float]:
-    """The most-popular-items baseline: every user gets the items with most training users."""
-    counts = torch.bincount(train.indices, minlength=n_items).to(torch.float32)
-    user_emb = torch.ones(exclude.n_rows, 1)
-    return evaluate_embeddings(user_emb, counts[:, None], exclude, target, ks)
+    return evaluate_scores(lambda start, stop: (user_emb[start:stop], item_emb),
+                           exclude, target, ks, batch_size, user_emb.device)

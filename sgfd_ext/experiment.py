@@ -82,6 +82,15 @@ def run_config(args: argparse.Namespace, model: str, variant: str, seed: int, ou
     return config_from_args(run_args, ablations=ablations)
 
 
+def _changed_settings(record: dict, cfg) -> list[str]:
+    """Settings of a stored run that differ from the planned configuration (the output folder
+    aside), compared as they are written to JSON."""
+    stored = record.get("config", {})
+    wanted = json.loads(json.dumps(cfg.to_dict()))
+    keys = (set(stored) | set(wanted)) - {"out_dir"}
+    return sorted(k for k in keys if stored.get(k) != wanted.get(k))
+
+
 def run_experiment(dataset: Dataset, args: argparse.Namespace, out_dir: Path,
                    train: Callable[..., dict] | None = None) -> list[dict]:
     """Train (or reload) every planned run and return their records; ``train`` defaults to
@@ -94,12 +103,19 @@ def run_experiment(dataset: Dataset, args: argparse.Namespace, out_dir: Path,
     records = []
     for n, (model, variant, seed) in enumerate(plan, 1):
         path = runs_dir / f"{model}-{variant}-seed{seed}.json"
+        cfg = run_config(args, model, variant, seed, out_dir)
         if path.exists():
+            record = json.loads(path.read_text())
+            changed = _changed_settings(record, cfg)
+            if changed:
+                raise ValueError(
+                    f"{path}: this finished run was trained with other settings "
+                    f"({', '.join(changed)}); repeat the original command or use a new --out-dir"
+                )
             log.info("[%d/%d] %s exists, skipped", n, len(plan), path.name)
-            records.append(json.loads(path.read_text()))
+            records.append(record)
             continue
         log.info("[%d/%d] training %s %s seed %d", n, len(plan), model, variant, seed)
-        cfg = run_config(args, model, variant, seed, out_dir)
         result = train(dataset, cfg, progress=not args.quiet)
         record = {"model": model, "variant": variant, "seed": seed,
                   "feature_source": dataset.feature_source, **result}
@@ -123,12 +139,18 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("item features of %s are %s, not real", dataset.name, dataset.feature_source)
     out_dir = Path(args.out_dir or f"runs/experiment-{dataset.name}")
 
-    runs = run_experiment(dataset, args, out_dir)
+    try:
+        runs = run_experiment(dataset, args, out_dir)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     info = {
         "dataset": dataset.name,
         "feature_source": dataset.feature_source,
         "dataset_statistics": dataset.statistics(),
         "selection": "test Recall@20 (leaks)" if args.select_on_test else "validation Recall@20",
+        "command": " ".join(["python -m sgfd_ext.experiment",
+                             *(sys.argv[1:] if argv is None else argv)]),
     }
     paths = write_report(out_dir, runs, args.models, args.ablations, info)
 

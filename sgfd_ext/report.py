@@ -176,6 +176,9 @@ def write_report(out_dir: str | Path, runs: Sequence[dict], models: Sequence[str
         "",
         main_table(runs, models, metrics),
     ]
+    if info.get("command"):
+        lines[5:5] = [f"Command: `{info['command']}` (other settings: the presets of "
+                      "`sgfd_ext/presets.py`).", ""]
     paths = {"report": out / "report.md", "results": out / "results.json",
              "plot": out / "plot.png"}
     if ablations:

@@ -14,6 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from sgfd_ext import distributed
+from sgfd_ext.baselines import item_knn, most_popular
 from sgfd_ext.checkpoint import (
     RESULTS_FILE,
     RESUMABLE_CHANGES,
@@ -27,10 +28,12 @@ from sgfd_ext.config import TrainConfig
 from sgfd_ext.data import DataError, load_dataset
 from sgfd_ext.data.dataset import Dataset
 from sgfd_ext.distributed import DistributedTrainer
-from sgfd_ext.evaluation import most_popular
 from sgfd_ext.trainer import Callbacks, Trainer, environment
 
 log = logging.getLogger("sgfd_ext.train")
+
+# Training-free baselines: fitted on the training split, evaluated like every model.
+BASELINES = {"most-popular": most_popular, "itemknn": item_knn}
 
 
 def run_name(cfg: TrainConfig) -> str:
@@ -57,16 +60,16 @@ def train_one(dataset: Dataset, cfg: TrainConfig, progress: bool = True,
     With ``run_dir``, a checkpoint is written there after every epoch; ``resume`` continues
     from the checkpoint found there instead of starting afresh.
     """
-    if cfg.model == "most-popular":
+    if cfg.model in BASELINES:
+        rank = BASELINES[cfg.model]
         train = dataset.csr("train")
-        valid_excl = train
         test_excl = train.merge(dataset.csr("valid"))
         return {
             "config": cfg.to_dict(),
             "environment": environment(),
             "dataset": dataset.statistics(),
-            "valid": most_popular(train, dataset.n_items, valid_excl, dataset.csr("valid"), cfg.ks),
-            "test": most_popular(train, dataset.n_items, test_excl, dataset.csr("test"), cfg.ks),
+            "valid": rank(train, dataset.n_items, train, dataset.csr("valid"), cfg.ks),
+            "test": rank(train, dataset.n_items, test_excl, dataset.csr("test"), cfg.ks),
         }
 
     main_process = distributed.rank() == 0
@@ -88,6 +91,11 @@ def train_one(dataset: Dataset, cfg: TrainConfig, progress: bool = True,
     if run is not None and resume:
         run.restore(trainer, write=main_process)
         epochs_bar.update(trainer.state.epoch)
+        st = trainer.state
+        if st.epoch >= cfg.epochs or st.bad_epochs >= cfg.patience:
+            log.info("the run in %s had already finished (epoch %d, best %.4f at epoch %d); "
+                     "its results are reported again", run.path, st.epoch, st.best_score,
+                     st.best_epoch)
     elif run is not None and main_process:
         run.start(cfg, dataset, {"environment": environment()})
     trainer.fit()

@@ -5,10 +5,11 @@ Build rules (version :data:`RULES_VERSION`):
 - Ratings >= 4 are positive interactions; other ratings are dropped. Users and items with at
   least one positive are kept and renumbered 0.. in the order of their raw ids; the raw ids are
   kept in ``info["user_ids"]`` and ``info["item_ids"]``.
-- Split per user, oldest first (timestamp, ties by item id): the latest ``floor(0.2 n)`` go to
-  test, the ``floor(0.1 n)`` before them to validation, the rest to train; a user whose share
-  rounds down to zero still gives one (test first) while at least two stay in train, as in
-  RecBole's ratio split. So every test interaction of a user is no earlier than their others.
+- Split per user, oldest first by timestamp, equal timestamps in the order of the rating file
+  (RecBole's stable sort does the same, so the split is RecBole's exactly): the latest
+  ``floor(0.2 n)`` go to test, the ``floor(0.1 n)`` before them to validation, the rest to
+  train; a user whose share rounds down to zero still gives one (test first) while at least
+  two stay in train, as in RecBole's ratio split. So every test interaction of a user is no earlier than their others.
 - Label: one genre per item, the item's genre that is rarest over the kept catalogue (ties by
   name), so small genres are not swamped by Drama and Comedy; classes are ordered by name.
 - ``text``: ``"<title> (<year>)"`` encoded by all-MiniLM-L6-v2 (384-d, unit length).
@@ -42,7 +43,7 @@ from sgfd_ext.data.text import encode_texts, encoder_id
 log = logging.getLogger(__name__)
 
 NAME = "movielens-100k"
-RULES_VERSION = 1
+RULES_VERSION = 2
 POSITIVE_RATING = 4.0
 VALID_RATIO, TEST_RATIO = 0.1, 0.2
 KG_DIMS = 128
@@ -162,7 +163,7 @@ def build_movielens(raw_files: RawFiles, cache: Path | None, kg_dims: int = KG_D
     times = raw.times[rows][np.searchsorted(raw.lines[rows], lines)]  # lines are increasing
 
     train, valid, test = chronological_split(
-        pairs[:, 0], pairs[:, 1], times, VALID_RATIO, TEST_RATIO
+        pairs[:, 0], pairs[:, 1], times, VALID_RATIO, TEST_RATIO, ties=lines
     )
     labels, classes = genre_labels([raw.genres[i] for i in item_ids])
     counts = np.bincount(labels, minlength=len(classes))

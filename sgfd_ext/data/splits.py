@@ -63,12 +63,15 @@ def chronological_split(
     times: np.ndarray,
     valid_ratio: float = 0.1,
     test_ratio: float = 0.2,
+    ties: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per user, ordered by time (ties by item id): oldest part train, then valid, latest test.
+    """Per user, ordered by time: oldest part train, then valid, latest test.
 
-    Sizes follow :func:`split_counts`. Returns three (n, 2) int64 arrays of (user, item) pairs.
+    Equal timestamps are ordered by ``ties`` (for example the rows' line numbers in the raw
+    file), else by item id. Sizes follow :func:`split_counts`. Returns three (n, 2) int64
+    arrays of (user, item) pairs.
     """
-    order = np.lexsort((items, times, users))
+    order = np.lexsort((items if ties is None else ties, times, users))
     users, items = users[order], items[order]
     rank, counts = _rank_within_user(users)
     n_train, n_valid, _ = split_counts(counts, valid_ratio, test_ratio)
