@@ -147,7 +147,7 @@ def test_equal_timestamps_keep_the_file_order(ml, raw):
 
 def test_itemknn_reproduces_the_recbole_reference(ml):
     """Cosine ItemKNN (100 neighbours) on this split against RecBole 1.2.1's published run on
-    the same protocol (METHOD.md): test Recall@20 0.2028, NDCG@20 0.1577."""
+    the same protocol: test Recall@20 0.2028, NDCG@20 0.1577."""
     train = ml.csr("train")
     result = item_knn(train, ml.n_items, train.merge(ml.csr("valid")), ml.csr("test"), (20,))
     assert abs(result["recall@20"] - 0.2028) < 0.001

@@ -9,7 +9,7 @@ AUTOCAST_DTYPES = (None, "bfloat16", "float16")
 
 @dataclass
 class SGFDConfig:
-    """Settings of the teacher/student distillation (METHOD.md); defaults are the reference's.
+    """Settings of the teacher/student distillation (the SGFD paper); defaults are the reference's.
 
     The switches at the bottom are ablations: each turns one component off or back to the
     reference code's behaviour, so its contribution can be measured.

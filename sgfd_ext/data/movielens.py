@@ -6,7 +6,7 @@ Build rules (version :data:`RULES_VERSION`):
   least one positive are kept and renumbered 0.. in the order of their raw ids; the raw ids are
   kept in ``info["user_ids"]`` and ``info["item_ids"]``.
 - Split per user, oldest first by timestamp, equal timestamps in the order of the rating file
-  (RecBole's stable sort does the same, so the split is RecBole's exactly): the latest
+  (RecBole's stable sort does the same, so the split follows RecBole's): the latest
   ``floor(0.2 n)`` go to test, the ``floor(0.1 n)`` before them to validation, the rest to
   train; a user whose share rounds down to zero still gives one (test first) while at least
   two stay in train, as in RecBole's ratio split. So every test interaction of a user is no earlier than their others.
