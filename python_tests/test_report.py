@@ -57,14 +57,19 @@ def test_main_table_layout_and_values():
     lines = table.splitlines()
     assert lines[0] == "| Model | Recall@20 (%) | NDCG@20 (%) |"
     assert [ln.split(" | ")[0].lstrip("| ") for ln in lines[2:]] == [
-        "MAML", "SGFD-MAML", "Improvement", "p (paired t-test)",
-        "GRCN", "SGFD-GRCN", "Improvement", "p (paired t-test)"]
+        "MAML", "SGFD-MAML", "Improvement", "p (paired t-test)", "SGFD-MAML vs MAML",
+        "GRCN", "SGFD-GRCN", "Improvement", "p (paired t-test)", "SGFD-GRCN vs GRCN"]
     maml = lines[2].split(" | ")
     assert maml[1] == f"{100 * _mean(BASE):.2f} ± {100 * _std(BASE):.2f}"
     assert lines[4].split(" | ")[1] == f"{(_mean(SGFD) / _mean(BASE) - 1) * 100:+.2f}%"
     p = float(stats.ttest_rel(SGFD, BASE).pvalue)
     assert p < 0.05
     assert lines[5].split(" | ")[1] == f"{p:.4f} *"
+    assert lines[6] == "| SGFD-MAML vs MAML | higher (p < 0.05) | higher (p < 0.05) |"
+    # three paired seeds of GRCN: its p-value decides the verdict the same way
+    p_grcn = float(stats.ttest_rel(SGFD[:3], BASE[:3]).pvalue)
+    want = "higher (p < 0.05)" if p_grcn < 0.05 else "no significant change"
+    assert lines[11].split(" | ")[1] == want
 
 
 def test_ablation_table_compares_full_sgfd_with_each_ablation():
@@ -98,6 +103,17 @@ def test_missing_variant_gives_na():
     lines = main_table(runs, ["grcn"]).splitlines()
     assert lines[3] == "| SGFD-GRCN | n/a | n/a |"
     assert lines[5] == "| p (paired t-test) | n/a | n/a |"
+    assert lines[6] == "| SGFD-GRCN vs GRCN | n/a | n/a |"
+
+
+def test_verdict_says_when_the_variant_is_lower():
+    ndcg_base, ndcg_sgfd = [0.05, 0.06, 0.05, 0.06, 0.05], [0.051, 0.059, 0.052, 0.058, 0.05]
+    runs = [{"model": "bm3", "variant": v, "seed": s, "test": {"recall@20": x, "ndcg@20": y}}
+            for v, xs, ys in (("base", BASE, ndcg_base),
+                              ("sgfd", [b - 0.01 for b in BASE], ndcg_sgfd))
+            for s, (x, y) in enumerate(zip(xs, ys))]
+    lines = main_table(runs, ["bm3"]).splitlines()
+    assert lines[6] == "| SGFD-BM3 vs BM3 | lower (p < 0.05) | no significant change |"
 
 
 def test_experiment_plans_pairs_and_resumes(tmp_path):

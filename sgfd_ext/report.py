@@ -76,6 +76,15 @@ def _change(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:+.2f}%"
 
 
+def _verdict(change: float, p: float) -> str:
+    """Plain words for a pair: which way the mean moved and whether the t-test supports it."""
+    if math.isnan(change) or math.isnan(p):
+        return "n/a"
+    if p >= 0.05:
+        return "no significant change"
+    return "higher (p < 0.05)" if change > 0 else "lower (p < 0.05)"
+
+
 def _table(rows: list[list[str]], metrics: Sequence[str]) -> str:
     header = ["Model"] + [f"{metric_label(m)} (%)" for m in metrics]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * len(header)) + " |"]
@@ -85,7 +94,7 @@ def _table(rows: list[list[str]], metrics: Sequence[str]) -> str:
 
 def pair_rows(runs: Sequence[dict], model: str, reference: str, variant: str,
               metrics: Sequence[str]) -> list[list[str]]:
-    """Rows reference, variant, improvement and p-value for one pair of variants."""
+    """Rows reference, variant, improvement, p-value and verdict for one pair of variants."""
     cmp = [compare(runs, model, reference, variant, m) for m in metrics]
     return [
         [model_label(model, reference)] + [_cell(c["reference"]["mean"], c["reference"]["std"])
@@ -94,6 +103,8 @@ def pair_rows(runs: Sequence[dict], model: str, reference: str, variant: str,
                                          for c in cmp],
         ["Improvement"] + [_change(c["improvement_percent"]) for c in cmp],
         ["p (paired t-test)"] + [_pvalue(c["p"]) for c in cmp],
+        [f"{model_label(model, variant)} vs {model_label(model, reference)}"]
+        + [_verdict(c["improvement_percent"], c["p"]) for c in cmp],
     ]
 
 
@@ -177,8 +188,9 @@ def write_report(out_dir: str | Path, runs: Sequence[dict], models: Sequence[str
         main_table(runs, models, metrics),
     ]
     if info.get("command"):
-        lines[5:5] = [f"Command: `{info['command']}` (other settings: the presets of "
-                      "`sgfd_ext/presets.py`).", ""]
+        command = (f"Command: `{info['command']}` (other settings: the presets of "
+                   "`sgfd_ext/presets.py`).")
+        lines[5:5] = [command, ""]
     paths = {"report": out / "report.md", "results": out / "results.json",
              "plot": out / "plot.png"}
     if ablations:
