@@ -6,6 +6,8 @@ loop and top-K op as the trained models, so their numbers are directly comparabl
 
 from __future__ import annotations
 
+import numpy as np
+import scipy.sparse
 import torch
 
 from sgfd_ext.csr import CSR
@@ -41,11 +43,10 @@ def item_knn_weights(train: CSR, n_items: int, neighbours: int = 100,
     Limitation: ``W`` is dense, so memory grows with the square of the item count (about 2 GB
     at 23,000 items).
     """
-    n_users = train.n_rows
-    rows = torch.repeat_interleave(torch.arange(n_users), train.indptr.diff())
-    r = torch.sparse_coo_tensor(torch.stack([rows, train.indices]),
-                                torch.ones(train.indices.numel()), (n_users, n_items))
-    co = torch.sparse.mm(r.t().coalesce(), r.coalesce()).to_dense()
+    r = scipy.sparse.csr_matrix(
+        (np.ones(train.indices.numel(), dtype=np.float32), train.indices.numpy(),
+         train.indptr.numpy()), shape=(train.n_rows, n_items))
+    co = torch.from_numpy((r.T @ r).toarray())
     norms = torch.bincount(train.indices, minlength=n_items).to(torch.float32).sqrt()
     sim = co / (norms[:, None] * norms[None, :] + shrink + 1e-6)
     sim.fill_diagonal_(0.0)
