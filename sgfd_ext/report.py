@@ -181,7 +181,8 @@ def write_report(out_dir: str | Path, runs: Sequence[dict], models: Sequence[str
         features_note(source),
         "",
         (f"Test metrics in percent at the epoch selected on {selection}: mean ± sample "
-         f"standard deviation over {len(seeds)} seeds ({', '.join(map(str, seeds))}). "
+         f"standard deviation over {len(seeds)} seed{'' if len(seeds) == 1 else 's'} "
+         f"({', '.join(map(str, seeds))}). "
          "Improvement: relative change of the means. p: two-tailed paired t-test over seeds "
          "(* below 0.05)."),
         "",
@@ -190,7 +191,7 @@ def write_report(out_dir: str | Path, runs: Sequence[dict], models: Sequence[str
     if info.get("command"):
         command = (f"Command: `{info['command']}` (other settings: the presets of "
                    "`sgfd_ext/presets.py`).")
-        lines[5:5] = [command, ""]
+        lines[6:6] = [command, ""]
     paths = {"report": out / "report.md", "results": out / "results.json",
              "plot": out / "plot.png"}
     if ablations:
