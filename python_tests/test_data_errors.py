@@ -204,3 +204,18 @@ def test_movielens_bad_rating_and_unknown_item(tmp_path):
     message = _message(load_movielens, tmp_path, cache=tmp_path / "cache")
     assert "line 1 (header)" in message and "missing: item_id" in message
     assert "found user_id, item, rating, timestamp" in message
+
+    inter.write_text(head)
+    message = _message(load_movielens, tmp_path, cache=tmp_path / "cache")
+    assert str(inter) in message and "expected at least one rating >= 4, found no ratings" in message
+
+    inter.write_text(head + "1\t10\t5\t100\n")
+    item = folder / "ml-100k.item"
+    item.write_bytes(item.read_bytes().replace(b"A Film", b"Caf\xe9"))
+    message = _message(load_movielens, tmp_path, cache=tmp_path / "cache")
+    assert f"{item}: line 2: expected utf-8 text, found the byte 0xe9" in message
+
+
+def test_movielens_data_root_without_the_files_is_an_error(tmp_path):
+    message = _message(load_movielens, tmp_path, cache=tmp_path / "cache")
+    assert str(tmp_path) in message and "no MovieLens 100K files here" in message

@@ -300,8 +300,9 @@ def test_download_falls_back_in_order(raw, tmp_path, monkeypatch):
 
     monkeypatch.setattr(fetch_module.urllib.request, "urlopen", unreachable)
     monkeypatch.setattr(fetch_module, "_download_recbole", lambda target: unreachable())
+    monkeypatch.setenv("SGFD_DATA_ROOT", str(tmp_path / "empty"))
     with pytest.raises(DataError) as err:
-        locate_movielens(tmp_path / "empty", tmp_path / "b")
+        locate_movielens(None, tmp_path / "b")
     message = str(err.value)
     assert "GroupLens" in message and "recbole==1.2.1" in message and "no route" in message
     assert "empty" in message and "SGFD_DATA_ROOT" in message

@@ -158,3 +158,11 @@ def test_repeated_items_weigh_by_their_rows():
     # Every term is a mean over rows except the fusion CE, which is too; so the loss of the
     # batch is the row-weighted mix of the one-item losses.
     assert loss_rows.item() == pytest.approx((loss_0.item() + 3 * loss_1.item()) / 4, rel=1e-5)
+
+
+def test_single_layer_teacher_is_reported(caplog):
+    features = {"wide": torch.randn(5, 64), "narrow": torch.randn(5, 12)}
+    with caplog.at_level("WARNING", logger="sgfd_ext.sgfd"):
+        SGFD(features, torch.tensor([0, 1, 0, 1, 0]), 2, 8, SGFDConfig())
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and "the narrow teacher is a single layer (12 -> 8" in messages[0]

@@ -49,3 +49,25 @@ def test_cli_accepts_an_output_folder_and_rejects_unknown_metrics(tmp_path, caps
         main([str(tmp_path), "--metrics", "bogus@3"])
     assert exit_info.value.code == 2
     assert "unknown metric(s) bogus@3" in capsys.readouterr().err
+
+
+def test_cli_reads_experiment_output(tmp_path, capsys):
+    runs = [dict(_run("grcn", s == 1, 0, r), model="grcn", variant="base", seed=0)
+            for s, r in ((0, 0.10), (1, 0.12))]
+    (tmp_path / "runs").mkdir()
+    for k, run in enumerate(runs):
+        (tmp_path / "runs" / f"grcn-{k}.json").write_text(json.dumps(run))
+    (tmp_path / "results.json").write_text(json.dumps({"dataset": "office", "runs": runs}))
+    for target in (tmp_path, tmp_path / "results.json", tmp_path / "runs"):
+        assert main([str(target), "--metrics", "recall@20"]) == 0
+        out = capsys.readouterr().out
+        assert "| office | grcn | 1 (0) | 0.1000 ± 0.0000 |" in out
+        assert "| office | SGFD-grcn | 1 (0) | 0.1200 ± 0.0000 |" in out
+
+
+def test_cli_names_a_file_that_is_not_a_run(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"config": {}}))
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "config.json")])
+    assert exit_info.value.code == 2
+    assert "config.json: expected finished runs" in capsys.readouterr().err

@@ -57,12 +57,33 @@ def test_unknown_dataset_is_a_clear_error(tmp_path):
     (["--lr", "-1"], "lr must be positive"),
     (["--batch-size", "0"], "batch_size must be at least 1"),
     (["--lambda-ce", "-1"], "lambda_ce and lambda_kd must be >= 0"),
+    (["--threads", "-2"], "threads must be at least 1"),
+    (["--time-limit", "-5"], "time limit must be positive"),
+    (["--device", "gpu0"], "device must be like 'cpu', 'cuda' or 'cuda:1', got 'gpu0'"),
+    (["--set", "bogus=1"], "unknown BM3Config settings ['bogus']"),
+    (["--set", "n_layers=abc"], "setting n_layers: expected int, found 'abc'"),
+    (["--set", "dropout"], "--set expects KEY=VALUE, got 'dropout'"),
+    (["--data-root", "."], "no MovieLens 100K files here"),
 ])
-def test_bad_settings_are_clear_errors(tmp_path, flags, message):
+@pytest.mark.parametrize("command", ["sgfd_ext.train", "sgfd_ext.experiment"])
+def test_bad_settings_are_clear_errors(tmp_path, flags, message, command):
+    if command == "sgfd_ext.experiment" and flags[0] == "--model":
+        flags = ["--models", *flags[1:]]
+        message = "unknown models ['nosuch']"
     proc = subprocess.run(
-        [sys.executable, "-m", "sgfd_ext.train", "--out-dir", str(tmp_path), *flags],
+        [sys.executable, "-m", command, "--out-dir", str(tmp_path), *flags],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_experiment_refuses_models_without_features(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "sgfd_ext.experiment", "--models", "bm3,lightgcn",
+         "--out-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "lightgcn take no item features, so there is no SGFD variant" in proc.stderr

@@ -267,7 +267,13 @@ class RunDirectory:
             raise IncompatibleRunError(f"{path}: not found; is {self.path} a run folder?") from None
         except json.JSONDecodeError as err:
             raise IncompatibleRunError(f"{path}: not valid JSON ({err})") from None
-        return train_config_from_dict(record["config"])
+        try:
+            return train_config_from_dict(record["config"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise IncompatibleRunError(
+                f"{path}: expected the run's configuration under \"config\", found "
+                f"{type(err).__name__}: {err}"
+            ) from None
 
     def latest(self, map_location: str | torch.device = "cpu") -> dict:
         """The newest readable checkpoint, falling back to the previous one with a warning."""

@@ -79,7 +79,7 @@ def _parse_value(text: str):
 
 def config_from_args(args: argparse.Namespace, ablations: tuple[str, ...] = ()) -> TrainConfig:
     """Defaults, then the published preset, then explicit flags, then ``ablations``."""
-    from sgfd_ext.models import MODELS
+    from sgfd_ext.models import MODELS, check_model_args
 
     known = sorted(set(MODELS) | set(FEATURELESS_MODELS))
     if args.model not in known:
@@ -96,7 +96,7 @@ def config_from_args(args: argparse.Namespace, ablations: tuple[str, ...] = ()) 
             top[name] = getattr(args, name)
     for item in args.model_args:
         if "=" not in item:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         model_args[key] = _parse_value(value)
     for name in ("lambda_ce", "lambda_kd", "tau", "ld_distance"):
@@ -107,7 +107,7 @@ def config_from_args(args: argparse.Namespace, ablations: tuple[str, ...] = ()) 
         key, value = ABLATIONS[flag]
         sgfd_args[key] = value
 
-    return dataclasses.replace(
+    cfg = dataclasses.replace(
         TrainConfig(),
         dataset=dataset,
         data_root=args.data_root,
@@ -126,3 +126,5 @@ def config_from_args(args: argparse.Namespace, ablations: tuple[str, ...] = ()) 
         sgfd_args=SGFDConfig(**sgfd_args),
         **top,
     )
+    check_model_args(cfg)
+    return cfg

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import torch
+
 AUTOCAST_DTYPES = (None, "bfloat16", "float16")
 
 
@@ -85,6 +87,21 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
+        if self.time_limit_s is not None and self.time_limit_s <= 0:
+            raise ValueError(f"time limit must be positive, got {self.time_limit_s}")
+        check_device(self.device)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_device(device: str) -> None:
+    """Refuse a device string PyTorch cannot parse, or a CUDA device this build cannot use."""
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device must be like 'cpu', 'cuda' or 'cuda:1', got {device!r}") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available to this PyTorch build")

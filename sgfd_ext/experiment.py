@@ -17,7 +17,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from sgfd_ext.cli_config import ABLATIONS, add_train_arguments, config_from_args
+from sgfd_ext.cli_config import (
+    ABLATIONS,
+    FEATURELESS_MODELS,
+    add_train_arguments,
+    config_from_args,
+)
 from sgfd_ext.data.dataset import Dataset
 from sgfd_ext.models import MODELS
 from sgfd_ext.presets import DATASET_ALIASES
@@ -58,6 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [m for m in args.models if m not in MODELS]
     if unknown:
         p.error(f"unknown models {unknown}; known: {sorted(MODELS)}")
+    featureless = [m for m in args.models if m in FEATURELESS_MODELS]
+    if featureless:
+        p.error(f"{', '.join(featureless)} take no item features, so there is no SGFD variant "
+                "to compare; train them with python -m sgfd_ext.train")
     unknown = [a for a in args.ablations if a not in ABLATIONS]
     if unknown:
         p.error(f"unknown ablations {unknown}; known: {list(ABLATIONS)}")
@@ -105,7 +114,11 @@ def run_experiment(dataset: Dataset, args: argparse.Namespace, out_dir: Path,
         path = runs_dir / f"{model}-{variant}-seed{seed}.json"
         cfg = run_config(args, model, variant, seed, out_dir)
         if path.exists():
-            record = json.loads(path.read_text())
+            try:
+                record = json.loads(path.read_text())
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: not a readable run record ({err}); delete it to "
+                                 "train that run again") from None
             changed = _changed_settings(record, cfg)
             if changed:
                 raise ValueError(
@@ -130,18 +143,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    from sgfd_ext.data import load_dataset
+    from sgfd_ext.data import DataError, load_dataset
 
     name = DATASET_ALIASES.get(args.dataset, args.dataset)
-    dataset = load_dataset(name, args.data_root, seed=0,
-                           generated_features=args.generated_features)
-    if dataset.feature_source != "real":
-        log.warning("item features of %s are %s, not real", dataset.name, dataset.feature_source)
-    out_dir = Path(args.out_dir or f"runs/experiment-{dataset.name}")
-
+    out_dir = Path(args.out_dir or f"runs/experiment-{name}")
     try:
+        for model in args.models:  # bad settings fail here, before any data is read
+            run_config(args, model, "sgfd", 0, out_dir)
+        dataset = load_dataset(name, args.data_root, seed=0,
+                               generated_features=args.generated_features,
+                               labels_path=args.labels_path, n_clusters=args.n_clusters)
+        if dataset.feature_source != "real":
+            log.warning("item features of %s are %s, not real", dataset.name,
+                        dataset.feature_source)
         runs = run_experiment(dataset, args, out_dir)
-    except ValueError as err:
+    except (DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     info = {

@@ -78,6 +78,8 @@ def _change(x: float) -> str:
 
 def _verdict(change: float, p: float) -> str:
     """Plain words for a pair: which way the mean moved and whether the t-test supports it."""
+    if change == 0 and math.isnan(p):
+        return "identical"
     if math.isnan(change) or math.isnan(p):
         return "n/a"
     if p >= 0.05:

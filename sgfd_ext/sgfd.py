@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 
 import torch
@@ -11,6 +12,8 @@ from torch import nn
 
 from sgfd_ext.config import SGFDConfig
 from sgfd_ext.ops.student_fd import student_fd
+
+log = logging.getLogger(__name__)
 
 
 def teacher_widths(in_dim: int, out_dim: int, ratio: int) -> list[int]:
@@ -98,6 +101,12 @@ class SGFD(nn.Module):
         self.teachers = nn.ModuleDict(
             {m: Teacher(f.shape[1], dim, cfg) for m, f in features.items()}
         )
+        for m, teacher in self.teachers.items():
+            if len(teacher.layers) == 1:
+                log.warning(
+                    "SGFD: the %s teacher is a single layer (%d -> %d features), no deeper than "
+                    "the student; a teacher needs inputs at least %d times wider than d=%d to "
+                    "get a hidden layer", m, features[m].shape[1], dim, cfg.teacher_ratio, dim)
         if cfg.deep_student:
             self.students = nn.ModuleDict(
                 {m: Teacher(f.shape[1], dim, cfg) for m, f in features.items()}

@@ -1,5 +1,7 @@
 """Summarise finished runs: ``python -m sgfd_ext.summarize runs/*/results.json``.
 
+Also reads experiment folders (``runs/experiment-NAME``) and their ``runs/`` records.
+
 Groups the runs that differ only in their seed and prints a Markdown table of the test metrics
 as mean and standard deviation over seeds, with the number of runs and epochs.
 """
@@ -60,6 +62,17 @@ def summary_table(all_results: list[dict], metrics: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def _runs_in(path: Path) -> list[dict]:
+    """The finished runs in a file: a run's ``results.json``, an experiment's ``results.json``
+    (all its runs), or one run record of an experiment's ``runs/`` folder."""
+    record = json.loads(path.read_text())
+    runs = record["runs"] if isinstance(record, dict) and "runs" in record else [record]
+    for run in runs:
+        if not isinstance(run, dict) or not {"config", "dataset", "test"} <= set(run):
+            raise ValueError("expected finished runs with config, dataset and test metrics")
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sgfd_ext.summarize", description=__doc__)
     parser.add_argument("results", nargs="+", help="results.json files or run folders")
@@ -69,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.results:
         path = Path(item)
         if path.is_dir():
-            found = [path / "results.json"] if (path / "results.json").is_file() else sorted(
-                path.glob("*/results.json"))
+            found = ([path / "results.json"] if (path / "results.json").is_file()
+                     else sorted(path.glob("*/results.json")) or sorted(path.glob("*.json")))
             if not found:
                 print(f"skipped {path}: no results.json (an unfinished run?)", file=sys.stderr)
             paths.extend(found)
@@ -79,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     loaded = []
     for path in paths:
         try:
-            loaded.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError) as err:
+            loaded.extend(_runs_in(path))
+        except (OSError, ValueError) as err:
             parser.exit(2, f"error: cannot read {path}: {err}\n")
     if not loaded:
         parser.exit(2, "error: no results to summarise\n")

@@ -180,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     features = "" if dataset.feature_source == "real" else f" [{dataset.feature_source} features]"
     print(f"\n{label} on {dataset.name}{features}, seed {cfg.seed}")
     print(metrics_table(results, cfg.ks))
+    if "best_epoch" in results:
+        print(f"selected epoch {results['best_epoch']} of {results['epochs_run']} on "
+              f"{'test' if cfg.select_on_test else 'validation'} {cfg.select_metric}; "
+              f"{results['train_seconds']:.0f} s of training")
     print(f"results: {out / RESULTS_FILE}")
     return 0
 

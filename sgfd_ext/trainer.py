@@ -151,8 +151,8 @@ class Trainer:
             st.train_seconds = time.perf_counter() - start
             record["seconds"] = st.train_seconds
             st.history.append(record)
-            log.info("epoch %d loss %.4f %s", st.epoch, loss,
-                     record.get(select_split, {}).get(cfg.select_metric, ""))
+            log.debug("epoch %d loss %.4f %s", st.epoch, loss,
+                      record.get(select_split, {}).get(cfg.select_metric, ""))
             if self.callbacks.on_epoch:
                 self.callbacks.on_epoch(st, record)
             if cfg.time_limit_s and st.train_seconds > cfg.time_limit_s:

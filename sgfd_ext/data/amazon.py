@@ -80,7 +80,8 @@ def _missing_features_error(name: str, folder: Path, missing: list[Path]) -> Dat
         f"dataset {name!r} in {folder} lacks {len(missing)} item feature file(s):\n{listing}\n"
         "These files are distributed separately from the interaction splits; the expected "
         'layout is described in the README section "Datasets". Put them into that folder, or '
-        f"pass generated_features=True to run on generated stand-in features. {ROOT_HINT}"
+        "pass --generated-features (generated_features=True in Python) to run on generated "
+        f"stand-in features. {ROOT_HINT}"
     )
 
 

@@ -160,6 +160,12 @@ def locate_movielens(data_root: str | os.PathLike | None, cache: Path) -> RawFil
             found = _local(Path(base).expanduser(), f"local copy ({origin})")
             if found:
                 return found
+            if origin == "data root":
+                raise DataError(
+                    f"{base}: no MovieLens 100K files here (ml-100k.inter and ml-100k.item, or "
+                    "u.data, u.item and u.genre, directly or in a movielens-100k or ml-100k "
+                    "folder); leave out the data root to use the cached or downloaded copy"
+                )
             tried.append(f"{base} ({origin}): no ml-100k.inter/.item or u.data/u.item/u.genre")
 
     raw = cache / "raw"

@@ -147,6 +147,11 @@ def build_movielens(raw_files: RawFiles, cache: Path | None, kg_dims: int = KG_D
     raw = reader(raw_files.folder)
 
     rows = np.flatnonzero(raw.ratings >= POSITIVE_RATING)
+    if rows.size == 0:
+        raise DataError(
+            f"{raw.inter_path}: expected at least one rating >= {POSITIVE_RATING:g}, found "
+            f"{'none' if raw.ratings.size else 'no ratings at all'}"
+        )
     users = [raw.users[k] for k in rows]
     items = [raw.items[k] for k in rows]
     for k, item in zip(rows, items):

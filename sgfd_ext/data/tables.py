@@ -38,6 +38,26 @@ def read_table(
     ``typed_header`` strips ``:type`` suffixes such as ``user_id:token``. Blank lines are skipped.
     """
     path = Path(path)
+    try:
+        return _read_table(path, required, delimiter, names, typed_header, encoding)
+    except UnicodeDecodeError:
+        raise DataError(_first_undecodable_line(path, encoding)) from None
+
+
+def _first_undecodable_line(path: Path, encoding: str) -> str:
+    """The message naming the first line of ``path`` that is not valid ``encoding`` text."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError as err:
+                return (f"{path}: line {number}: expected {encoding} text, found the byte "
+                        f"0x{line[err.start]:02x}")
+    return f"{path}: expected {encoding} text"
+
+
+def _read_table(path: Path, required: Sequence[str], delimiter: str,
+                names: Sequence[str] | None, typed_header: bool, encoding: str) -> Table:
     quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
     with path.open(newline="", encoding=encoding) as handle:
         reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)

@@ -29,17 +29,31 @@ MODELS = {
     "lightgcn": (LightGCN, LightGCNConfig),
 }
 
-__all__ = ["MODELS", "Recommender", "build_model"]
+__all__ = ["MODELS", "Recommender", "build_model", "check_model_args"]
 
 
 def _model_config(config_cls: type, args: dict):
-    known = {f.name for f in fields(config_cls)}
-    unknown = set(args) - known
+    """The model's settings from ``args``, refusing unknown names and values of the wrong kind."""
+    defaults = {f.name: f.default for f in fields(config_cls)}
+    unknown = set(args) - set(defaults)
     if unknown:
         raise ValueError(
-            f"unknown {config_cls.__name__} settings {sorted(unknown)}; known: {sorted(known)}"
+            f"unknown {config_cls.__name__} settings {sorted(unknown)}; known: {sorted(defaults)}"
         )
+    for name, value in args.items():
+        kind = type(defaults[name])
+        accepted = (int, float) if kind is float else (kind,)
+        if kind in (int, float, bool, str) and (
+            not isinstance(value, accepted) or (kind is not bool and isinstance(value, bool))
+        ):
+            raise ValueError(f"setting {name}: expected {kind.__name__}, found {value!r}")
     return config_cls(**args)
+
+
+def check_model_args(cfg: TrainConfig) -> None:
+    """Raise ``ValueError`` early (before any data is read) for bad ``--set`` values."""
+    if cfg.model in MODELS:
+        _model_config(MODELS[cfg.model][1], cfg.model_args)
 
 
 def _features(dataset: Dataset, device: torch.device) -> dict[str, torch.Tensor]:
