@@ -9,7 +9,8 @@ Build rules (version :data:`RULES_VERSION`):
   (RecBole's stable sort does the same, so the split follows RecBole's): the latest
   ``floor(0.2 n)`` go to test, the ``floor(0.1 n)`` before them to validation, the rest to
   train; a user whose share rounds down to zero still gives one (test first) while at least
-  two stay in train, as in RecBole's ratio split. So every test interaction of a user is no earlier than their others.
+  two stay in train, as in RecBole's ratio split. So every test interaction of a user is no
+  earlier than their others.
 - Label: one genre per item, the item's genre that is rarest over the kept catalogue (ties by
   name), so small genres are not swamped by Drama and Comedy; classes are ordered by name.
 - ``text``: ``"<title> (<year>)"`` encoded by all-MiniLM-L6-v2 (384-d, unit length).
