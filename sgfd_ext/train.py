@@ -117,6 +117,11 @@ def _given_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> set
     return {k for k, v in vars(namespace).items() if v is not unset and v != []}
 
 
+# The command-line spelling of the settings a continued run may change.
+_RESUMABLE_FLAGS = ("--epochs", "--time-limit", "--patience", "--threads", "--device",
+                    "--out-dir", "--data-root")
+
+
 def resume_config(parser: argparse.ArgumentParser, argv: list[str] | None,
                   args: argparse.Namespace, now: TrainConfig) -> TrainConfig:
     """The configuration of a continued run.
@@ -132,7 +137,7 @@ def resume_config(parser: argparse.ArgumentParser, argv: list[str] | None,
             raise IncompatibleRunError(
                 f"cannot continue the run in {args.resume}: " + "; ".join(problems)
                 + ". Give only --resume, or the run's original flags; only "
-                + ", ".join(sorted(RESUMABLE_CHANGES)) + " may change."
+                + ", ".join(sorted(_RESUMABLE_FLAGS)) + " may change."
             )
     return dataclasses.replace(saved, **{k: getattr(now, k) for k in given & RESUMABLE_CHANGES})
 
