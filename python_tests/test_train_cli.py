@@ -87,3 +87,18 @@ def test_experiment_refuses_models_without_features(tmp_path):
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "lightgcn take no item features, so there is no SGFD variant" in proc.stderr
+
+
+def test_resume_with_a_changed_setting_names_it(tmp_path):
+    _run(tmp_path, "--epochs", "1", "--threads", "1", "--no-sgfd")
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    env = dict(os.environ, SGFD_DATA_ROOT=str(shared_data("movielens-100k").parent))
+    proc = subprocess.run(
+        [sys.executable, "-m", "sgfd_ext.train", "--quiet", "--resume", str(run_dir),
+         "--no-sgfd", "--lr", "0.5"],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"cannot continue the run in {run_dir}" in proc.stderr
+    assert "lr: run has 0.001, now 0.5" in proc.stderr
+    assert "only --data-root, --device, --epochs, --out-dir, --patience" in proc.stderr
