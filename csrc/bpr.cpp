@@ -40,7 +40,7 @@ void check_reg(double reg) {
   TORCH_CHECK(std::isfinite(reg), "bpr_loss: reg must be finite, got ", reg);
 }
 
-void check_backward(const at::Tensor& grad, const at::Tensor& sig, const at::Tensor& users) {
+void check_grad_and_sig(const at::Tensor& grad, const at::Tensor& sig, const at::Tensor& users) {
   TORCH_CHECK(grad.numel() == 1, "bpr_loss_backward: grad must hold one value");
   SGFD_CHECK_DIM(sig, 1);
   TORCH_CHECK(sig.size(0) == users.size(0), "bpr_loss_backward: sig must have ", users.size(0),
@@ -49,17 +49,39 @@ void check_backward(const at::Tensor& grad, const at::Tensor& sig, const at::Ten
   SGFD_CHECK_SAME_DEVICE(sig, users);
 }
 
-bool cpu_dtype_ok(at::ScalarType t) { return t == at::kFloat || t == at::kDouble; }
+// The dtypes each kernel is built for: float32 and float64 on both devices, bfloat16 on CUDA.
+void check_kernel_dtype(const char* op, const at::Tensor& table, bool cuda) {
+  const at::ScalarType t = table.scalar_type();
+  const bool ok = t == at::kFloat || t == at::kDouble || (cuda && t == at::kBFloat16);
+  TORCH_CHECK(ok, op, ": the ",
+              cuda ? "CUDA kernel supports float32, bfloat16 and float64"
+                   : "CPU kernel supports float32 and float64",
+              ", got ", t);
+}
+
+void check_forward(const at::Tensor& user_table, const at::Tensor& item_table,
+                   const at::Tensor& users, const at::Tensor& pos, const at::Tensor& neg,
+                   double reg, bool cuda) {
+  check_inputs(user_table, item_table, users, pos, neg);
+  check_reg(reg);
+  check_kernel_dtype("bpr_loss", user_table, cuda);
+}
+
+void check_backward(const at::Tensor& grad, const at::Tensor& sig,
+                         const at::Tensor& user_table, const at::Tensor& item_table,
+                         const at::Tensor& users, const at::Tensor& pos, const at::Tensor& neg,
+                         double reg, bool cuda) {
+  check_inputs(user_table, item_table, users, pos, neg);
+  check_reg(reg);
+  check_grad_and_sig(grad, sig, users);
+  check_kernel_dtype("bpr_loss_backward", user_table, cuda);
+}
 
 std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& user_table,
                                                const at::Tensor& item_table,
                                                const at::Tensor& users, const at::Tensor& pos,
                                                const at::Tensor& neg, double reg) {
-  check_inputs(user_table, item_table, users, pos, neg);
-  check_reg(reg);
-  TORCH_CHECK(cpu_dtype_ok(user_table.scalar_type()),
-              "bpr_loss: the CPU kernel supports float32 and float64, got ",
-              user_table.scalar_type());
+  check_forward(user_table, item_table, users, pos, neg, reg, /*cuda=*/false);
   return bpr_loss_cpu(user_table, item_table, users, pos, neg, reg);
 }
 
@@ -69,30 +91,17 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad, const at
                                                 const at::Tensor& users, const at::Tensor& pos,
                                                 const at::Tensor& neg, double reg,
                                                 std::array<bool, 2> output_mask) {
-  check_inputs(user_table, item_table, users, pos, neg);
-  check_reg(reg);
-  check_backward(grad, sig, users);
-  TORCH_CHECK(cpu_dtype_ok(user_table.scalar_type()),
-              "bpr_loss_backward: the CPU kernel supports float32 and float64, got ",
-              user_table.scalar_type());
+  check_backward(grad, sig, user_table, item_table, users, pos, neg, reg, /*cuda=*/false);
   return bpr_loss_backward_cpu(grad, sig, user_table, item_table, users, pos, neg, reg,
                                output_mask);
 }
 
 #ifdef SGFD_EXT_WITH_CUDA
-bool cuda_dtype_ok(at::ScalarType t) {
-  return t == at::kFloat || t == at::kDouble || t == at::kBFloat16;
-}
-
 std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& user_table,
                                                 const at::Tensor& item_table,
                                                 const at::Tensor& users, const at::Tensor& pos,
                                                 const at::Tensor& neg, double reg) {
-  check_inputs(user_table, item_table, users, pos, neg);
-  check_reg(reg);
-  TORCH_CHECK(cuda_dtype_ok(user_table.scalar_type()),
-              "bpr_loss: the CUDA kernel supports float32, bfloat16 and float64, got ",
-              user_table.scalar_type());
+  check_forward(user_table, item_table, users, pos, neg, reg, /*cuda=*/true);
   return bpr_loss_cuda(user_table, item_table, users, pos, neg, reg);
 }
 
@@ -102,12 +111,7 @@ std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad, const a
                                                  const at::Tensor& users, const at::Tensor& pos,
                                                  const at::Tensor& neg, double reg,
                                                  std::array<bool, 2> output_mask) {
-  check_inputs(user_table, item_table, users, pos, neg);
-  check_reg(reg);
-  check_backward(grad, sig, users);
-  TORCH_CHECK(cuda_dtype_ok(user_table.scalar_type()),
-              "bpr_loss_backward: the CUDA kernel supports float32, bfloat16 and float64, got ",
-              user_table.scalar_type());
+  check_backward(grad, sig, user_table, item_table, users, pos, neg, reg, /*cuda=*/true);
   return bpr_loss_backward_cuda(grad, sig, user_table, item_table, users, pos, neg, reg,
                                 output_mask);
 }

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from sgfd_ext.config import SGFDConfig, TrainConfig
+from sgfd_ext.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -254,9 +255,7 @@ class RunDirectory:
         self._fingerprint = dataset_fingerprint(dataset)
         record = {"config": cfg.to_dict(), "dataset": self._fingerprint}
         record.update(extra or {})
-        tmp = self.file(f".{CONFIG_FILE}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, self.file(CONFIG_FILE))
+        write_json_atomic(record, self.file(CONFIG_FILE))
 
     def saved_config(self) -> TrainConfig:
         """The configuration the run was started with."""

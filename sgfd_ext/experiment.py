@@ -24,6 +24,7 @@ from sgfd_ext.cli_config import (
     config_from_args,
 )
 from sgfd_ext.data.dataset import Dataset
+from sgfd_ext.files import write_json_atomic
 from sgfd_ext.models import MODELS
 from sgfd_ext.presets import DATASET_ALIASES
 from sgfd_ext.report import ablation_table, features_note, main_table, write_report
@@ -132,9 +133,7 @@ def run_experiment(dataset: Dataset, args: argparse.Namespace, out_dir: Path,
         result = train(dataset, cfg, progress=not args.quiet)
         record = {"model": model, "variant": variant, "seed": seed,
                   "feature_source": dataset.feature_source, **result}
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        tmp.replace(path)
+        write_json_atomic(record, path)
         records.append(record)
     return records
 

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sgfd_ext.files import write_json_atomic
+
 log = logging.getLogger("sgfd_ext.features")
 
 LAYOUTS = {
@@ -258,12 +260,6 @@ def _atomic_save(array: np.ndarray, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _atomic_json(obj: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
 def encode_chunked(
     inputs: dict[int, object],
     encode: Callable[[list], np.ndarray],
@@ -305,7 +301,7 @@ def encode_chunked(
                                f"{', '.join(changed)}); delete it or rerun with --restart")
     else:
         manifest = {"job": job, "done": [], "dim": None}
-        _atomic_json(manifest, manifest_path)
+        write_json_atomic(manifest, manifest_path, indent=1)
     done = {c for c in manifest["done"] if (work / f"chunk_{c:06d}.npy").exists()}
     already = len(done)
 
@@ -328,7 +324,7 @@ def encode_chunked(
             _atomic_save(block, work / f"chunk_{c:06d}.npy")
             done.add(c)
             manifest["done"], manifest["dim"] = sorted(done), int(block.shape[1])
-            _atomic_json(manifest, manifest_path)
+            write_json_atomic(manifest, manifest_path, indent=1)
             computed += 1
 
     summary = {"path": str(out_path), "chunks": n_chunks, "computed": computed,

@@ -7,11 +7,11 @@ which is always an SGFD run), ``seed`` and ``test`` (metric name -> value), as w
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from sgfd_ext.files import write_json_atomic
 from sgfd_ext.stats import mean_std, paired_ttest
 
 METRICS = ("recall@20", "ndcg@20")
@@ -215,7 +215,7 @@ def write_report(out_dir: str | Path, runs: Sequence[dict], models: Sequence[str
     record = {**info, "features_note": features_note(source), "seeds": seeds,
               "models": list(models), "ablations": list(ablations), "summary": summary,
               "runs": list(runs)}
-    paths["results"].write_text(json.dumps(_strict_json(record), indent=2))
+    write_json_atomic(_strict_json(record), paths["results"])
     return paths
 
 

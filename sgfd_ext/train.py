@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -28,6 +27,7 @@ from sgfd_ext.config import TrainConfig
 from sgfd_ext.data import DataError, load_dataset
 from sgfd_ext.data.dataset import Dataset
 from sgfd_ext.distributed import DistributedTrainer
+from sgfd_ext.files import write_json_atomic
 from sgfd_ext.trainer import Callbacks, Trainer, environment
 
 log = logging.getLogger("sgfd_ext.train")
@@ -178,9 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{RESULTS_FILE}.tmp"
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, out / RESULTS_FILE)
+    write_json_atomic(results, out / RESULTS_FILE)
     label = cfg.model if not cfg.sgfd else f"SGFD-{cfg.model}"
     features = "" if dataset.feature_source == "real" else f" [{dataset.feature_source} features]"
     print(f"\n{label} on {dataset.name}{features}, seed {cfg.seed}")
